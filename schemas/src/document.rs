@@ -1,0 +1,133 @@
+//! Documents: what a client submits, how a page task names its page, and the
+//! assembled result of a whole document.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Message;
+use crate::failure::FailureRecord;
+use crate::page::PageResult;
+
+/// A document handed to the pipeline, published to `pagestream.<tenant>.submit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentSubmission {
+    /// Identifier of the document; by convention the hex sha256 of its bytes,
+    /// so that resubmitting the same bytes is recognised as a duplicate.
+    pub doc_id: String,
+    /// Tenant that owns the document; also part of every subject.
+    pub tenant: String,
+    /// Original file name, for people and exports only.
+    #[serde(default)]
+    pub file_name: Option<String>,
+    /// The document bytes, inline or as a claim-check reference.
+    pub source: DocumentSource,
+    /// Submission time, milliseconds since the Unix epoch.
+    pub submitted_at_ms: u64,
+}
+
+impl Message for DocumentSubmission {
+    const KIND: &'static str = "document_submission";
+}
+
+/// Where the bytes of a document are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DocumentSource {
+    /// The bytes travel in the message (small documents).
+    Inline {
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// The bytes are in the object store (claim-check pattern).
+    Blob(BlobRef),
+}
+
+/// A reference to an object in the object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// Object store URL the key is relative to, e.g. `file:///var/lib/pagestream`
+    /// or `s3://bucket/prefix`.
+    pub store: String,
+    /// Object key below the store URL.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex sha256 of the object, checked by the reader.
+    pub sha256: String,
+}
+
+/// The file type of a document, sniffed from its magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    Pdf,
+    Png,
+    Jpeg,
+    Tiff,
+}
+
+/// One page of a document to be analysed; the unit of work of every stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageTask {
+    pub doc_id: String,
+    pub tenant: String,
+    /// Zero-based page index within the document.
+    pub page_index: u32,
+    /// Number of pages of the document.
+    pub page_count: u32,
+    /// Sniffed type of the document.
+    pub kind: DocumentKind,
+    /// Where the document bytes are (the page is rendered from them).
+    pub source: DocumentSource,
+    /// Submission time of the document, milliseconds since the Unix epoch.
+    pub submitted_at_ms: u64,
+}
+
+impl Message for PageTask {
+    const KIND: &'static str = "page_task";
+}
+
+/// Overall outcome of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    /// Every page succeeded.
+    Complete,
+    /// Some pages failed; their failures are in the page results.
+    Partial,
+    /// No page could be analysed (or the document itself was rejected).
+    Failed,
+}
+
+/// The assembled analysis of a whole document, published to
+/// `pagestream.<tenant>.results.<doc_id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentResult {
+    pub doc_id: String,
+    pub tenant: String,
+    #[serde(default)]
+    pub file_name: Option<String>,
+    /// Sniffed type; absent when the document could not be identified.
+    #[serde(default)]
+    pub kind: Option<DocumentKind>,
+    /// Hex sha256 of the document bytes.
+    pub sha256: String,
+    /// Size of the document in bytes.
+    pub size: u64,
+    pub status: DocumentStatus,
+    /// Number of pages the document has (0 when it could not be opened).
+    pub page_count: u32,
+    /// One result per page, in page order; failed pages carry their failure.
+    pub pages: Vec<PageResult>,
+    /// Failures of the document as a whole (e.g. rejected before splitting).
+    #[serde(default)]
+    pub failures: Vec<FailureRecord>,
+    /// Document class (majority of page classes), if any.
+    #[serde(default)]
+    pub class: Option<String>,
+    pub submitted_at_ms: u64,
+    pub completed_at_ms: u64,
+}
+
+impl Message for DocumentResult {
+    const KIND: &'static str = "document_result";
+}

@@ -1,0 +1,80 @@
+//! Failure records and dead letters.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Message;
+
+/// What went wrong, as a stable machine-readable category.
+///
+/// Unknown kinds written by a newer version decode as [`ErrorKind::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The bytes are not a supported document type.
+    UnsupportedFormat,
+    /// The document or page is damaged and cannot be decoded.
+    Corrupt,
+    /// The PDF is encrypted and cannot be opened without a password.
+    Encrypted,
+    /// The document is larger than the configured byte limit.
+    TooLarge,
+    /// The document has more pages than the configured limit.
+    TooManyPages,
+    /// A page has more pixels than the configured limit.
+    TooManyPixels,
+    /// A step ran past its time limit.
+    Timeout,
+    /// A model failed to run.
+    Model,
+    /// A message could not be decoded or is inconsistent.
+    MalformedMessage,
+    /// The document was cancelled.
+    Cancelled,
+    /// A dependency (object store, message broker) was unavailable.
+    Unavailable,
+    /// A bug or an unexpected condition.
+    Internal,
+    #[serde(other)]
+    Other,
+}
+
+/// Why a page (or a document) failed, recorded in its result and in the
+/// dead-letter stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub doc_id: String,
+    /// The page, or none when the document as a whole failed.
+    #[serde(default)]
+    pub page_index: Option<u32>,
+    /// Stage and step that failed.
+    pub stage: String,
+    pub step: String,
+    pub kind: ErrorKind,
+    /// Human-readable message (lowercase, no trailing period).
+    pub message: String,
+    /// Delivery attempts made before giving up (1 when rejected at once).
+    pub attempts: u32,
+    /// When the failure was recorded, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl Message for FailureRecord {
+    const KIND: &'static str = "failure_record";
+}
+
+/// A message that could not be processed, kept in the dead-letter stream
+/// with its failure so it can be inspected and replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub tenant: String,
+    pub failure: FailureRecord,
+    /// Subject the original message was published to.
+    pub subject: String,
+    /// The original message, byte for byte.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+impl Message for DeadLetter {
+    const KIND: &'static str = "dead_letter";
+}

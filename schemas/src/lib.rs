@@ -1,0 +1,28 @@
+//! Wire types of pagestream: every message that crosses a process boundary,
+//! and the MessagePack codec that frames them.
+//!
+//! Messages are encoded with rmp-serde in *named* (map) form, wrapped in an
+//! [`Envelope`] that carries the schema version and the message kind. Fields
+//! are only ever added (with a default), never renamed or retyped within a
+//! schema version, so old readers keep working. `schemas/WIRE.md` documents
+//! the format for clients in other languages.
+
+mod codec;
+mod document;
+mod event;
+mod failure;
+mod page;
+pub mod subjects;
+
+pub use codec::{CodecError, Envelope, Message, SCHEMA_VERSION, decode, encode};
+pub use document::{
+    BlobRef, DocumentKind, DocumentResult, DocumentSource, DocumentStatus, DocumentSubmission,
+    PageTask,
+};
+pub use event::{Event, EventBody};
+pub use failure::{DeadLetter, ErrorKind, FailureRecord};
+pub use page::{
+    BBox, Diagnostic, DiagnosticLevel, Field, FieldKind, ImageEncoding, Language, Line, PageImage,
+    PagePayload, PageResult, Point, Region, RegionKind, StepTiming, Table, TableCell, TextSource,
+    Word,
+};

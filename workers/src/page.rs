@@ -1,0 +1,39 @@
+//! The in-memory page that stage steps work on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use image::RgbImage;
+use schemas::{Line, PageResult, PageTask};
+
+/// A page on its way through the stages.
+///
+/// Transports turn it into a [`schemas::PagePayload`] and back at process
+/// boundaries; inside a process it moves as is, image decoded.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub task: PageTask,
+    /// The document bytes, fetched by the runtime for the steps that need
+    /// them (render).
+    pub document: Option<Arc<Vec<u8>>>,
+    /// The page image (RGB), once rendered; corrected in place by preprocess.
+    pub image: Option<RgbImage>,
+    /// Lines of the PDF text layer, in page pixels of `image`.
+    pub text_layer: Vec<Line>,
+    /// The result so far.
+    pub result: PageResult,
+}
+
+impl Page {
+    pub fn new(task: PageTask) -> Self {
+        let result = PageResult { page_index: task.page_index, ..PageResult::default() };
+        Page { task, document: None, image: None, text_layer: Vec::new(), result }
+    }
+}
+
+/// What a step reports besides its changes to the page.
+#[derive(Debug, Default)]
+pub struct StepMeter {
+    /// Time spent in model inference during the step.
+    pub inference: Duration,
+}

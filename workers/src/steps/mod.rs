@@ -1,0 +1,1 @@
+//! Stage steps. Every step is a module with its `Config`, the step and its tests.
