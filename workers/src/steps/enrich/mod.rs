@@ -1,0 +1,1 @@
+//! Stage `enrich`: reading order, language, key fields, tables, page class.

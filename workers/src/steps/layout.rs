@@ -1,0 +1,1 @@
+//! Stage `layout`, step `detect_regions`: the layout model.

@@ -1,0 +1,1 @@
+//! Stage `ocr`: text detection, line angle classification and recognition.

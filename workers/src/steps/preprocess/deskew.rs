@@ -1,0 +1,1 @@
+//! Step `deskew`: estimate and correct small skew angles.

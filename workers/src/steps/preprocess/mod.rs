@@ -1,0 +1,4 @@
+//! Stage `preprocess`: make the page upright and straight.
+
+pub mod deskew;
+pub mod orient;

@@ -1,0 +1,1 @@
+//! Step `orient`: page orientation model and rotation.
