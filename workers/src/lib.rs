@@ -1,6 +1,12 @@
 //! The pagestream worker runtime: stage steps, model inference, transports
 //! and the command line behind the `pagestream` binary.
 
+pub mod embedded;
 pub mod error;
+pub mod home;
+pub mod images;
+pub mod output;
 pub mod page;
+pub mod pdf;
+pub mod pipeline;
 pub mod steps;

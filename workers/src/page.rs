@@ -1,7 +1,7 @@
 //! The in-memory page that stage steps work on.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use schemas::{Line, PageResult, PageTask};
@@ -22,12 +22,17 @@ pub struct Page {
     pub text_layer: Vec<Line>,
     /// The result so far.
     pub result: PageResult,
+    /// The transport's handle for the page's document (the embedded
+    /// transport numbers the documents of a run; others leave it 0).
+    pub ticket: u64,
+    /// When the page was queued for its next stage (for queue-wait timings).
+    pub enqueued_at: Option<Instant>,
 }
 
 impl Page {
     pub fn new(task: PageTask) -> Self {
         let result = PageResult { page_index: task.page_index, ..PageResult::default() };
-        Page { task, document: None, image: None, text_layer: Vec::new(), result }
+        Page { task, document: None, image: None, text_layer: Vec::new(), result, ticket: 0, enqueued_at: None }
     }
 }
 

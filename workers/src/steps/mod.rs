@@ -5,6 +5,8 @@ pub mod enrich;
 pub mod layout;
 pub mod ocr;
 pub mod preprocess;
+pub mod render;
+pub mod split;
 
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
@@ -19,4 +21,10 @@ pub trait Step: Send + Sync {
 
     /// Runs the step on `page`, adding what it finds to `page.result`.
     fn run(&self, page: &mut Page, meter: &mut StepMeter) -> Result<(), StepError>;
+
+    /// Whether the step reads `Page::document` (the runtime fetches the
+    /// document for such stages and drops it after the last one).
+    fn needs_document(&self) -> bool {
+        false
+    }
 }

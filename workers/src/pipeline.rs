@@ -1,0 +1,194 @@
+//! The stage code every transport runs: a [`Stage`] runs its steps on a page,
+//! timing each and turning errors and panics into a [`PageFailure`].
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use schemas::{FailureRecord, StepTiming};
+
+use crate::error::StepError;
+use crate::page::{Page, StepMeter};
+use crate::steps::split::Splitter;
+use crate::steps::Step;
+
+/// A step group: the steps of one stage, run in order.
+pub struct Stage {
+    pub name: String,
+    pub steps: Vec<Box<dyn Step>>,
+    /// Pages this stage works on at once (worker threads or tasks).
+    pub concurrency: usize,
+}
+
+impl std::fmt::Debug for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let steps: Vec<_> = self.steps.iter().map(|s| s.name()).collect();
+        f.debug_struct("Stage")
+            .field("name", &self.name)
+            .field("steps", &steps)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+/// A page that failed in a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageFailure {
+    pub stage: String,
+    pub step: String,
+    pub error: StepError,
+}
+
+impl PageFailure {
+    /// The failure record stored in the page result and the dead-letter stream.
+    pub fn record(&self, page: &Page, attempts: u32) -> FailureRecord {
+        FailureRecord {
+            doc_id: page.task.doc_id.clone(),
+            page_index: Some(page.task.page_index),
+            stage: self.stage.clone(),
+            step: self.step.clone(),
+            kind: self.error.kind,
+            message: self.error.message.clone(),
+            attempts,
+            at_ms: now_ms(),
+        }
+    }
+}
+
+impl Stage {
+    pub fn new(name: impl Into<String>, steps: Vec<Box<dyn Step>>) -> Self {
+        Stage { name: name.into(), steps, concurrency: 1 }
+    }
+
+    /// Whether a step of this stage reads the document bytes.
+    pub fn needs_document(&self) -> bool {
+        self.steps.iter().any(|s| s.needs_document())
+    }
+
+    /// Runs every step on `page`, appending a [`StepTiming`] per step.
+    /// `queue_wait_us` is recorded on the first step. A panicking step is
+    /// reported as an internal error; the page is left as the step left it.
+    pub fn run(&self, page: &mut Page, queue_wait_us: u64) -> Result<(), PageFailure> {
+        for (i, step) in self.steps.iter().enumerate() {
+            let mut meter = StepMeter::default();
+            let started = Instant::now();
+            let outcome = catch_unwind(AssertUnwindSafe(|| step.run(page, &mut meter)))
+                .unwrap_or_else(|panic| Err(StepError::internal(panic_message(&panic))));
+            page.result.timings.push(StepTiming {
+                stage: self.name.clone(),
+                step: step.name().to_string(),
+                duration_us: started.elapsed().as_micros() as u64,
+                inference_us: meter.inference.as_micros() as u64,
+                queue_wait_us: if i == 0 { queue_wait_us } else { 0 },
+            });
+            if let Err(error) = outcome {
+                return Err(PageFailure {
+                    stage: self.name.clone(),
+                    step: step.name().to_string(),
+                    error,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    format!("step panicked: {text}")
+}
+
+/// The whole analysis: split, then the page stages in order.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub splitter: Splitter,
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// The page stage called `name`.
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::{DocumentKind, DocumentSource, ErrorKind, PageTask};
+
+    struct Fails;
+    impl Step for Fails {
+        fn name(&self) -> &'static str {
+            "fails"
+        }
+        fn run(&self, _: &mut Page, _: &mut StepMeter) -> Result<(), StepError> {
+            Err(StepError::reject(ErrorKind::Corrupt, "bad page"))
+        }
+    }
+
+    struct Panics;
+    impl Step for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+        fn run(&self, _: &mut Page, _: &mut StepMeter) -> Result<(), StepError> {
+            panic!("boom")
+        }
+    }
+
+    struct SetsWidth;
+    impl Step for SetsWidth {
+        fn name(&self) -> &'static str {
+            "sets_width"
+        }
+        fn run(&self, page: &mut Page, _: &mut StepMeter) -> Result<(), StepError> {
+            page.result.width = 42;
+            Ok(())
+        }
+    }
+
+    fn page() -> Page {
+        Page::new(PageTask {
+            doc_id: "d".into(),
+            tenant: "t".into(),
+            page_index: 0,
+            page_count: 1,
+            kind: DocumentKind::Png,
+            source: DocumentSource::Inline { bytes: vec![] },
+            submitted_at_ms: 0,
+        })
+    }
+
+    #[test]
+    fn runs_steps_in_order_and_times_them() {
+        let stage = Stage::new("s", vec![Box::new(SetsWidth), Box::new(Fails), Box::new(SetsWidth)]);
+        let mut page = page();
+        let failure = stage.run(&mut page, 17).unwrap_err();
+        assert_eq!((failure.stage.as_str(), failure.step.as_str()), ("s", "fails"));
+        assert_eq!(failure.error.kind, ErrorKind::Corrupt);
+        assert_eq!(page.result.width, 42);
+        let steps: Vec<_> = page.result.timings.iter().map(|t| t.step.as_str()).collect();
+        assert_eq!(steps, ["sets_width", "fails"]);
+        assert_eq!(page.result.timings[0].queue_wait_us, 17);
+    }
+
+    #[test]
+    fn panic_becomes_internal_error() {
+        let stage = Stage::new("s", vec![Box::new(Panics)]);
+        let failure = stage.run(&mut page(), 0).unwrap_err();
+        assert_eq!(failure.error.kind, ErrorKind::Internal);
+        assert!(failure.error.message.contains("boom"));
+    }
+}
