@@ -1,0 +1,348 @@
+//! The pipeline definition: loading, the validated [`Pipeline`] and its stages.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File as FsFile;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Location, TopologyError};
+use crate::settings::{
+    ConsumerSettings, EnrichSettings, LayoutSettings, Limits, Model, OcrSettings,
+    PreprocessSettings, RenderSettings, ScalingPolicy, Streams,
+};
+use crate::source::{Source, key_path};
+use crate::validate;
+
+/// The pipeline definition shipped with pagestream (`topology/pipeline.toml`).
+pub const EMBEDDED: &str = include_str!("../pipeline.toml");
+/// The name errors in [`EMBEDDED`] are reported under.
+pub const EMBEDDED_ORIGIN: &str = "pipeline.toml";
+/// Where model files are looked for unless told otherwise.
+pub const DEFAULT_MODEL_DIR: &str = ".pagestream/models";
+
+/// A stage: a group of steps run in order by one worker pool, reading its
+/// pages from one subject.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// The stage's name, the key of its `[stages.<name>]` table.
+    #[serde(skip)]
+    pub(crate) name: String,
+    /// Last token of the input subject; the stage name when absent.
+    #[serde(default)]
+    pub(crate) subject: Option<String>,
+    /// Steps, in the order they run.
+    pub(crate) steps: Vec<String>,
+    /// Stages that receive the page next: a name or a list of names.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub(crate) next: Vec<String>,
+    /// Models the steps use.
+    #[serde(default)]
+    pub(crate) models: Vec<String>,
+    /// Pages one worker processes at the same time.
+    #[serde(default = "one")]
+    pub(crate) concurrency: u32,
+    /// The stage's consumer.
+    #[serde(default)]
+    pub(crate) consumer: ConsumerSettings,
+    /// How the stage's pool scales.
+    #[serde(default)]
+    pub(crate) scaling: ScalingPolicy,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Stage {
+    /// The stage's name, e.g. `ocr`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The last token of the stage's input subject
+    /// `pagestream.<tenant>.pages.<subject>`.
+    pub fn subject(&self) -> &str {
+        self.subject.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The steps, in the order they run.
+    pub fn steps(&self) -> &[String] {
+        &self.steps
+    }
+
+    /// The stages that receive the page next; empty for the exit stage.
+    pub fn next(&self) -> &[String] {
+        &self.next
+    }
+
+    /// The names of the models the stage's steps use.
+    pub fn models(&self) -> &[String] {
+        &self.models
+    }
+
+    /// Pages one worker of this stage processes at the same time.
+    pub fn concurrency(&self) -> u32 {
+        self.concurrency
+    }
+
+    /// The stage's consumer settings.
+    pub fn consumer(&self) -> &ConsumerSettings {
+        &self.consumer
+    }
+
+    /// The stage's scaling policy.
+    pub fn scaling(&self) -> &ScalingPolicy {
+        &self.scaling
+    }
+}
+
+/// `next = "render"` or `next = ["a", "b"]`.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct OneOrMany;
+
+    impl<'de> Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a stage name or a list of stage names")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+            Ok(vec![name.to_owned()])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = seq.next_element()? {
+                names.push(name);
+            }
+            Ok(names)
+        }
+    }
+
+    deserializer.deserialize_any(OneOrMany)
+}
+
+/// A pipeline file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct File {
+    #[serde(default)]
+    pub(crate) limits: Limits,
+    #[serde(default)]
+    pub(crate) render: RenderSettings,
+    #[serde(default)]
+    pub(crate) preprocess: PreprocessSettings,
+    #[serde(default)]
+    pub(crate) layout: LayoutSettings,
+    #[serde(default)]
+    pub(crate) ocr: OcrSettings,
+    #[serde(default)]
+    pub(crate) enrich: EnrichSettings,
+    #[serde(default)]
+    pub(crate) models: BTreeMap<String, Model>,
+    pub(crate) streams: Streams,
+    pub(crate) stages: BTreeMap<String, Stage>,
+}
+
+/// Where a model's keys are in the file, for errors found after loading.
+#[derive(Debug, Clone)]
+struct ModelSites {
+    path: Location,
+    sha256: Location,
+}
+
+/// A validated pipeline: stages in topological order, models and settings.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    origin: String,
+    limits: Limits,
+    render: RenderSettings,
+    preprocess: PreprocessSettings,
+    layout: LayoutSettings,
+    ocr: OcrSettings,
+    enrich: EnrichSettings,
+    models: BTreeMap<String, Model>,
+    model_sites: BTreeMap<String, ModelSites>,
+    streams: Streams,
+    stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    /// Parses and validates a pipeline; `origin` names the text in errors.
+    ///
+    /// Returns every problem found: all syntax errors, or else the first
+    /// key or type error, or else every semantic error, sorted by position.
+    /// Model files are not looked at; see [`Pipeline::verify_models`].
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(text: &str, origin: &str) -> Result<Pipeline, Vec<TopologyError>> {
+        let source = Source::parse(text, origin)?;
+        let mut file =
+            File::deserialize(source.document()).map_err(|e| vec![source.deserialize_error(&e)])?;
+        for (name, stage) in &mut file.stages {
+            stage.name.clone_from(name);
+        }
+        let order = validate::check(&file, &source)?;
+        let model_sites = file
+            .models
+            .keys()
+            .map(|name| {
+                let sites = ModelSites {
+                    path: source.at(&key_path!["models", name, "path"]),
+                    sha256: source.at(&key_path!["models", name, "sha256"]),
+                };
+                (name.clone(), sites)
+            })
+            .collect();
+        let stages = order.iter().filter_map(|name| file.stages.remove(name)).collect();
+        Ok(Pipeline {
+            origin: origin.to_owned(),
+            limits: file.limits,
+            render: file.render,
+            preprocess: file.preprocess,
+            layout: file.layout,
+            ocr: file.ocr,
+            enrich: file.enrich,
+            models: file.models,
+            model_sites,
+            streams: file.streams,
+            stages,
+        })
+    }
+
+    /// Reads, parses and validates the pipeline file at `path`.
+    pub fn load(path: &Path) -> Result<Pipeline, Vec<TopologyError>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| vec![TopologyError::Read { path: path.to_owned(), source }])?;
+        Pipeline::from_str(&text, &path.display().to_string())
+    }
+
+    /// The pipeline shipped with pagestream ([`EMBEDDED`]).
+    pub fn embedded() -> Result<Pipeline, Vec<TopologyError>> {
+        Pipeline::from_str(EMBEDDED, EMBEDDED_ORIGIN)
+    }
+
+    /// The name the pipeline was loaded under (a file path or `pipeline.toml`).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The stages in topological order, `split` first and `assemble` last.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// The stage called `name`.
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|stage| stage.name == name)
+    }
+
+    /// The models by name.
+    pub fn models(&self) -> &BTreeMap<String, Model> {
+        &self.models
+    }
+
+    /// The model called `name`.
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.models.get(name)
+    }
+
+    /// The file of model `name` inside `model_dir`.
+    pub fn model_path(&self, name: &str, model_dir: &Path) -> Option<PathBuf> {
+        self.model(name).map(|model| model_dir.join(&model.path))
+    }
+
+    /// The stream settings.
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
+    /// Document and page limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Rendering settings.
+    pub fn render(&self) -> &RenderSettings {
+        &self.render
+    }
+
+    /// Preprocessing settings.
+    pub fn preprocess(&self) -> &PreprocessSettings {
+        &self.preprocess
+    }
+
+    /// Layout settings.
+    pub fn layout(&self) -> &LayoutSettings {
+        &self.layout
+    }
+
+    /// OCR settings.
+    pub fn ocr(&self) -> &OcrSettings {
+        &self.ocr
+    }
+
+    /// Enrichment settings.
+    pub fn enrich(&self) -> &EnrichSettings {
+        &self.enrich
+    }
+
+    /// Checks that every model file exists in `model_dir` and has its sha256;
+    /// returns every problem found.
+    pub fn verify_models(&self, model_dir: &Path) -> Result<(), Vec<TopologyError>> {
+        let errors: Vec<TopologyError> = self
+            .models
+            .iter()
+            .filter_map(|(name, model)| {
+                let sites = self.model_sites.get(name)?;
+                verify_model(name, model, sites, model_dir).err()
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+fn verify_model(
+    name: &str,
+    model: &Model,
+    sites: &ModelSites,
+    model_dir: &Path,
+) -> Result<(), TopologyError> {
+    let path = model_dir.join(&model.path);
+    let actual = sha256_file(&path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => TopologyError::ModelMissing {
+            at: sites.path.clone(),
+            model: name.to_owned(),
+            path: path.clone(),
+        },
+        _ => TopologyError::ModelUnreadable {
+            at: sites.path.clone(),
+            model: name.to_owned(),
+            path: path.clone(),
+            source,
+        },
+    })?;
+    if actual != model.sha256 {
+        return Err(TopologyError::ModelChecksum {
+            at: sites.sha256.clone(),
+            model: name.to_owned(),
+            path,
+            expected: model.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// The sha256 of a file as lowercase hex, read in chunks.
+fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    io::copy(&mut FsFile::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}

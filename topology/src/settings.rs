@@ -1,0 +1,293 @@
+//! Typed settings of a pipeline file: what the steps read (`[limits]`,
+//! `[render]`, `[preprocess]`, `[layout]`, `[ocr]`, `[enrich]`) and how the
+//! transport runs (`[streams.*]`, per-stage consumer and scaling).
+//!
+//! Defaults of the analysis settings follow the reference pre- and
+//! post-processing of the models.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration;
+
+/// Hard limits that protect workers from hostile or broken input.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest document accepted, in bytes.
+    pub max_document_bytes: u64,
+    /// Most pages a document may have.
+    pub max_pages: u32,
+    /// Most pixels a rendered or decoded page may have.
+    pub max_page_pixels: u64,
+    /// Longest one step may run on one page before it is abandoned.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub step_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_document_bytes: 64 << 20,
+            max_pages: 500,
+            max_page_pixels: 40_000_000,
+            step_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How PDF pages are rasterised and images sized.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenderSettings {
+    /// Resolution PDF pages are rendered at, in dots per inch.
+    pub dpi: u32,
+    /// Pages whose long side exceeds this many pixels are scaled down to it.
+    pub max_side_px: u32,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        RenderSettings { dpi: 150, max_side_px: 2000 }
+    }
+}
+
+/// Page clean-up before layout and OCR.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreprocessSettings {
+    /// A page is rotated only when the orientation model is at least this
+    /// confident (0..=1).
+    pub orientation_min_confidence: f32,
+    /// Largest skew corrected, in degrees; larger estimates are ignored.
+    pub deskew_max_deg: f32,
+}
+
+impl Default for PreprocessSettings {
+    fn default() -> Self {
+        PreprocessSettings { orientation_min_confidence: 0.9, deskew_max_deg: 5.0 }
+    }
+}
+
+/// Layout region detection.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LayoutSettings {
+    /// Regions scoring below this are dropped (0..=1).
+    pub score_threshold: f32,
+    /// Overlap (intersection over union) above which the weaker of two
+    /// regions of one class is suppressed (0..=1).
+    pub nms_iou: f32,
+    /// Most regions kept per page.
+    pub max_regions: u32,
+}
+
+impl Default for LayoutSettings {
+    fn default() -> Self {
+        LayoutSettings { score_threshold: 0.5, nms_iou: 0.5, max_regions: 100 }
+    }
+}
+
+/// Text detection, line orientation and recognition.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcrSettings {
+    /// Detection input is scaled so its short side is at least this many pixels.
+    pub det_limit_side: u32,
+    /// Detection probability above which a pixel is text (0..=1).
+    pub det_thresh: f32,
+    /// Mean probability a detected box needs to be kept (0..=1).
+    pub box_thresh: f32,
+    /// How far a detected box is expanded: area * ratio / perimeter.
+    pub unclip_ratio: f32,
+    /// Most contours considered per page.
+    pub max_candidates: u32,
+    /// A line is turned 180 degrees when the classifier says so with more
+    /// than this confidence (0..=1).
+    pub cls_thresh: f32,
+    /// Recognised lines scoring below this are dropped (0..=1).
+    pub rec_score_thresh: f32,
+    /// Most lines recognised in one model call.
+    pub rec_batch: u32,
+    /// A region with at least this many characters in the page's text layer
+    /// is taken from the text layer and not OCRed.
+    pub text_layer_min_chars: u32,
+}
+
+impl Default for OcrSettings {
+    fn default() -> Self {
+        OcrSettings {
+            det_limit_side: 736,
+            det_thresh: 0.3,
+            box_thresh: 0.5,
+            unclip_ratio: 1.6,
+            max_candidates: 1000,
+            cls_thresh: 0.9,
+            rec_score_thresh: 0.5,
+            rec_batch: 6,
+            text_layer_min_chars: 3,
+        }
+    }
+}
+
+/// Reading order, language, fields, tables and page class.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichSettings {
+    /// A page's language is reported only at or above this confidence (0..=1).
+    pub min_language_confidence: f32,
+}
+
+impl Default for EnrichSettings {
+    fn default() -> Self {
+        EnrichSettings { min_language_confidence: 0.5 }
+    }
+}
+
+/// An ONNX model file and how to run it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// File, relative to the model directory.
+    pub path: PathBuf,
+    /// Expected sha256 of the file, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Threads one inference session uses (ONNX Runtime intra-op threads).
+    #[serde(default = "one")]
+    pub intra_threads: u16,
+}
+
+fn one() -> u16 {
+    1
+}
+
+/// When JetStream drops messages of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    /// Kept until a limit (`max_bytes`, `max_age`) is reached.
+    Limits,
+    /// Removed once acknowledged by the one consumer of its subject.
+    Workqueue,
+    /// Removed once every consumer interested in it has acknowledged it.
+    Interest,
+}
+
+/// Where a stream keeps its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// On disk; survives restarts.
+    File,
+    /// In memory.
+    Memory,
+}
+
+/// What a full stream does with a new message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discard {
+    /// Drops the oldest messages to make room.
+    Old,
+    /// Refuses the new message, pushing back on the publisher.
+    New,
+}
+
+/// Settings of one JetStream stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// When messages are removed.
+    pub retention: Retention,
+    /// Where messages are kept.
+    pub storage: Storage,
+    /// Largest size of the stream, in bytes.
+    pub max_bytes: u64,
+    /// Oldest message kept; zero keeps messages regardless of age.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub max_age: Duration,
+    /// What happens when the stream is full.
+    pub discard: Discard,
+    /// Window in which a message with an already seen `Nats-Msg-Id` is
+    /// dropped as a duplicate.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub duplicate_window: Duration,
+    /// Copies kept in a cluster (1 to 5).
+    pub replicas: u8,
+}
+
+/// The five streams of pagestream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Streams {
+    /// Submitted documents.
+    pub docs: StreamSettings,
+    /// Pages between stages.
+    pub work: StreamSettings,
+    /// Document results.
+    pub results: StreamSettings,
+    /// Events.
+    pub events: StreamSettings,
+    /// Pages that failed for good.
+    pub dead_letter: StreamSettings,
+}
+
+/// How a stage's durable pull consumer delivers pages.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSettings {
+    /// Time a worker has to acknowledge a page before it is redelivered.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub ack_wait: Duration,
+    /// Deliveries of a page before it goes to the dead-letter stream.
+    pub max_deliver: u32,
+    /// Delays before successive redeliveries; must be shorter than
+    /// `max_deliver`.
+    #[serde(deserialize_with = "duration::deserialize_list")]
+    pub backoff: Vec<Duration>,
+    /// Most pages delivered and not yet acknowledged, over all workers.
+    pub max_ack_pending: u32,
+    /// Most pages a worker fetches in one request.
+    pub fetch_batch: u32,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        ConsumerSettings {
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            backoff: [1, 5, 30].map(Duration::from_secs).to_vec(),
+            max_ack_pending: 64,
+            fetch_batch: 8,
+        }
+    }
+}
+
+/// How a stage's worker pool scales on its consumer lag.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingPolicy {
+    /// Pending pages one replica is expected to handle; the pool gets
+    /// `ceil(lag / lag_threshold)` replicas.
+    pub lag_threshold: u64,
+    /// Fewest replicas (zero allows scaling to zero).
+    pub min_replicas: u32,
+    /// Most replicas.
+    pub max_replicas: u32,
+    /// Time the lag must stay low before replicas are removed.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub cooldown: Duration,
+}
+
+impl Default for ScalingPolicy {
+    fn default() -> Self {
+        ScalingPolicy {
+            lag_threshold: 10,
+            min_replicas: 1,
+            max_replicas: 4,
+            cooldown: Duration::from_secs(300),
+        }
+    }
+}
