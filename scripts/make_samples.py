@@ -107,7 +107,7 @@ def make_invoice() -> bytes:
     text(left, y, "Nordlicht Office Supplies GmbH", "Helvetica-Bold", 15)
     text(left, y - 15, "Hafenstrasse 12, 20457 Hamburg, Germany")
     text(left, y - 27, "Phone +49 40 5550 1234 | billing@nordlicht-office.example")
-    text(left, y - 39, "VAT ID: DE123456789 | Tax no. 27/123/45678")
+    text(left, y - 39, "VAT ID: DE123456788 | Tax no. 27/123/45678")
 
     # Title and invoice data, right column
     text_right(right, y, "INVOICE", "Helvetica-Bold", 20)
@@ -133,7 +133,7 @@ def make_invoice() -> bytes:
         "Attn. Accounts Payable",
         "Maria-Theresien-Strasse 21",
         "6020 Innsbruck, Austria",
-        "VAT ID: ATU12345678",
+        "VAT ID: ATU12345675",
     ]
     for i, line in enumerate(bill_to):
         text(left, y - 12 * (i + 1), line)
