@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 /// Bumped only for incompatible changes; adding a defaulted field is not one.
 pub const SCHEMA_VERSION: u16 = 1;
 
+/// The deepest nesting of maps and arrays a message may have; deeper input is
+/// refused as malformed before it can exhaust the stack.
+///
+/// Messages of this schema version nest at most 9 deep (a word box inside a
+/// page of a document result); the margin leaves room for additions.
+pub const MAX_DEPTH: usize = 32;
+
 /// A message type that can travel on the wire.
 pub trait Message: Serialize + DeserializeOwned {
     /// Stable name of the message kind, carried in the envelope.
@@ -28,12 +35,28 @@ pub struct Envelope<T> {
 /// Why a message could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// The writer used a newer schema version than this build understands.
     #[error("message written with schema version {found}, this build reads up to {supported}")]
-    UnsupportedVersion { found: u16, supported: u16 },
+    UnsupportedVersion {
+        /// Version in the envelope.
+        found: u16,
+        /// Newest version this build reads, [`SCHEMA_VERSION`].
+        supported: u16,
+    },
+    /// The envelope holds another kind of message than the one asked for.
     #[error("expected a `{expected}` message, got `{found}`")]
-    WrongKind { expected: &'static str, found: String },
+    WrongKind {
+        /// Kind asked for, [`Message::KIND`].
+        expected: &'static str,
+        /// Kind in the envelope.
+        found: String,
+    },
+    /// The bytes are not a well-formed envelope or message: truncated, not
+    /// MessagePack, a required field missing, a value of the wrong type, an
+    /// unknown value of a closed enum, or nesting deeper than [`MAX_DEPTH`].
     #[error("malformed message: {0}")]
     Malformed(#[from] rmp_serde::decode::Error),
+    /// The message could not be encoded (only a bug can cause this).
     #[error("cannot encode message: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
 }
@@ -60,13 +83,21 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, CodecError> {
         #[allow(dead_code)]
         body: IgnoredAny,
     }
-    let header: Header = rmp_serde::from_slice(bytes)?;
+    let header: Header = from_slice(bytes)?;
     if header.v > SCHEMA_VERSION {
         return Err(CodecError::UnsupportedVersion { found: header.v, supported: SCHEMA_VERSION });
     }
     if header.kind != M::KIND {
         return Err(CodecError::WrongKind { expected: M::KIND, found: header.kind });
     }
-    let envelope: Envelope<M> = rmp_serde::from_slice(bytes)?;
+    let envelope: Envelope<M> = from_slice(bytes)?;
     Ok(envelope.body)
+}
+
+/// Deserializes `bytes` with the nesting limited to [`MAX_DEPTH`].
+fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, rmp_serde::decode::Error> {
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
+    // rmp-serde refuses the level at which its budget reaches zero.
+    deserializer.set_max_depth(MAX_DEPTH + 1);
+    T::deserialize(&mut deserializer)
 }

@@ -14,7 +14,7 @@ mod failure;
 mod page;
 pub mod subjects;
 
-pub use codec::{CodecError, Envelope, Message, SCHEMA_VERSION, decode, encode};
+pub use codec::{CodecError, Envelope, MAX_DEPTH, Message, SCHEMA_VERSION, decode, encode};
 pub use document::{
     BlobRef, DocumentKind, DocumentResult, DocumentSource, DocumentStatus, DocumentSubmission,
     PageTask,

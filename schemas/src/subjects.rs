@@ -58,23 +58,40 @@ pub fn dead_letter(tenant: &str, stage: &str) -> String {
     format!("{PREFIX}.{tenant}.dead.{stage}")
 }
 
+/// `Nats-Msg-Id` of a page published to `stage`: `<doc_id>/<page_index>/<stage>`,
+/// so that a redelivered page published again is dropped by the stream.
+///
+/// A submission's id is its document id (the hex sha256 of the bytes).
+pub fn page_msg_id(doc_id: &str, page_index: u32, stage: &str) -> String {
+    format!("{doc_id}/{page_index}/{stage}")
+}
+
 /// Why a tenant name cannot be used in a subject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TenantError {
+    /// The name is empty.
     #[error("tenant name is empty")]
     Empty,
+    /// The name is longer than [`MAX_TENANT_LEN`].
     #[error("tenant name is longer than 64 characters")]
     TooLong,
+    /// The name holds a character other than `a-z`, `0-9`, `-` and `_`.
     #[error("tenant name may only hold a-z, 0-9, '-' and '_', got {0:?}")]
     InvalidChar(char),
 }
 
-/// Checks that `tenant` is a single, safe subject token.
+/// Longest tenant name, in characters.
+pub const MAX_TENANT_LEN: usize = 64;
+
+/// Checks that `tenant` is a single, safe subject token: 1 to 64 characters of
+/// `a-z`, `0-9`, `-` and `_` (no `.`, `*`, `>` or whitespace, which NATS gives a
+/// meaning). The subject builders do not check; names are validated once,
+/// where they enter the system.
 pub fn validate_tenant(tenant: &str) -> Result<(), TenantError> {
     if tenant.is_empty() {
         return Err(TenantError::Empty);
     }
-    if tenant.len() > 64 {
+    if tenant.len() > MAX_TENANT_LEN {
         return Err(TenantError::TooLong);
     }
     match tenant
@@ -83,5 +100,92 @@ pub fn validate_tenant(tenant: &str) -> Result<(), TenantError> {
     {
         Some(c) => Err(TenantError::InvalidChar(c)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the NATS subject `filter` (with `*` and `>` wildcards) matches `subject`.
+    fn matches(filter: &str, subject: &str) -> bool {
+        let mut subject_tokens = subject.split('.');
+        for token in filter.split('.') {
+            match (token, subject_tokens.next()) {
+                (">", Some(_)) => return true,
+                ("*", Some(_)) => {}
+                (token, Some(actual)) if token == actual => {}
+                _ => return false,
+            }
+        }
+        subject_tokens.next().is_none()
+    }
+
+    #[test]
+    fn builders_spell_the_documented_subjects() {
+        let doc = "064b66188821584121784c30ca28eadbc5f265e025c6dd9eeed64cf1ef8e1f46";
+        assert_eq!(submit("acme"), "pagestream.acme.submit");
+        assert_eq!(stage_input("acme", "ocr"), "pagestream.acme.pages.ocr");
+        assert_eq!(stage_input_all_tenants("ocr"), "pagestream.*.pages.ocr");
+        assert_eq!(result("acme", doc), format!("pagestream.acme.results.{doc}"));
+        assert_eq!(event("acme", "document.done"), "pagestream.acme.events.document.done");
+        assert_eq!(dead_letter("acme", "layout"), "pagestream.acme.dead.layout");
+        assert_eq!(page_msg_id(doc, 3, "enrich"), format!("{doc}/3/enrich"));
+    }
+
+    #[test]
+    fn tenant_is_the_second_token_of_every_subject() {
+        for tenant in ["acme", "tenant-01", "a_b"] {
+            let subjects = [
+                submit(tenant),
+                stage_input(tenant, "render"),
+                result(tenant, "abc"),
+                event(tenant, "page.done"),
+                dead_letter(tenant, "render"),
+            ];
+            for subject in subjects {
+                let tokens: Vec<_> = subject.split('.').collect();
+                assert_eq!(tokens[..2], [PREFIX, tenant], "{subject}");
+                // What a tenant's permissions allow covers all its subjects.
+                assert!(matches(&format!("{PREFIX}.{tenant}.>"), &subject), "{subject}");
+                assert!(!matches("pagestream.other.>", &subject), "{subject}");
+            }
+        }
+    }
+
+    #[test]
+    fn stage_filter_matches_only_that_stage_of_every_tenant() {
+        let filter = stage_input_all_tenants("ocr");
+        assert!(matches(&filter, &stage_input("acme", "ocr")));
+        assert!(matches(&filter, &stage_input("globex", "ocr")));
+        assert!(!matches(&filter, &stage_input("acme", "layout")));
+        assert!(!matches(&filter, &submit("acme")));
+        assert!(!matches(&filter, &dead_letter("acme", "ocr")));
+    }
+
+    #[test]
+    fn valid_tenants_pass() {
+        for tenant in ["acme", "tenant-01", "a_b", "0", &"x".repeat(MAX_TENANT_LEN)] {
+            assert_eq!(validate_tenant(tenant), Ok(()), "{tenant}");
+        }
+    }
+
+    #[test]
+    fn invalid_tenants_say_why() {
+        assert_eq!(validate_tenant(""), Err(TenantError::Empty));
+        assert_eq!(validate_tenant(&"x".repeat(MAX_TENANT_LEN + 1)), Err(TenantError::TooLong));
+        let cases = [
+            ("Acme", 'A'),
+            ("acme.evil", '.'),
+            ("acme*", '*'),
+            ("acme>", '>'),
+            ("ac me", ' '),
+            ("acme\n", '\n'),
+            ("café", 'é'),
+            ("a/b", '/'),
+        ];
+        for (tenant, bad) in cases {
+            assert_eq!(validate_tenant(tenant), Err(TenantError::InvalidChar(bad)), "{tenant:?}");
+        }
     }
 }
