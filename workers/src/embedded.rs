@@ -13,7 +13,7 @@
 //! failed step fails its page at once, recorded in the result.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ use schemas::{DocumentResult, DocumentSource, DocumentStatus, DocumentSubmission
 use sha2::{Digest, Sha256};
 
 use crate::page::Page;
-use crate::pipeline::{now_ms, Pipeline};
+use crate::pipeline::{Pipeline, now_ms};
 
 /// A document to analyse.
 #[derive(Debug, Clone)]
@@ -86,25 +86,27 @@ pub fn run(
                 let inbox = Arc::clone(&inboxes[i]);
                 let next = senders.get(i + 1).cloned();
                 let to_assembler = to_assembler.clone();
-                scope.spawn(move || loop {
-                    let received = inbox.lock().map(|rx| rx.recv());
-                    let Ok(Ok(mut page)) = received else { break };
-                    let queue_wait_us =
-                        page.enqueued_at.map_or(0, |t| t.elapsed().as_micros() as u64);
-                    if let Err(failure) = stage.run(&mut page, queue_wait_us) {
-                        let record = failure.record(&page, 1);
-                        page.result.failure = Some(record);
-                    }
-                    if i >= last_document_stage {
-                        page.document = None;
-                    }
-                    page.enqueued_at = Some(Instant::now());
-                    let forwarded = match (&next, page.result.failure.is_some()) {
-                        (Some(next), false) => next.send(page).is_ok(),
-                        _ => to_assembler.send(ToAssembler::Page(page)).is_ok(),
-                    };
-                    if !forwarded {
-                        break;
+                scope.spawn(move || {
+                    loop {
+                        let received = inbox.lock().map(|rx| rx.recv());
+                        let Ok(Ok(mut page)) = received else { break };
+                        let queue_wait_us =
+                            page.enqueued_at.map_or(0, |t| t.elapsed().as_micros() as u64);
+                        if let Err(failure) = stage.run(&mut page, queue_wait_us) {
+                            let record = failure.record(&page, 1);
+                            page.result.failure = Some(record);
+                        }
+                        if i >= last_document_stage {
+                            page.document = None;
+                        }
+                        page.enqueued_at = Some(Instant::now());
+                        let forwarded = match (&next, page.result.failure.is_some()) {
+                            (Some(next), false) => next.send(page).is_ok(),
+                            _ => to_assembler.send(ToAssembler::Page(page)).is_ok(),
+                        };
+                        if !forwarded {
+                            break;
+                        }
                     }
                 });
             }
@@ -223,14 +225,14 @@ fn assemble(
     let mut finish = |mut result: DocumentResult| {
         result.pages.sort_by_key(|p| p.page_index);
         let failed = result.pages.iter().filter(|p| p.failure.is_some()).count();
-        result.status = if !result.failures.is_empty() || (failed > 0 && failed == result.pages.len())
-        {
-            DocumentStatus::Failed
-        } else if failed > 0 {
-            DocumentStatus::Partial
-        } else {
-            DocumentStatus::Complete
-        };
+        result.status =
+            if !result.failures.is_empty() || (failed > 0 && failed == result.pages.len()) {
+                DocumentStatus::Failed
+            } else if failed > 0 {
+                DocumentStatus::Partial
+            } else {
+                DocumentStatus::Complete
+            };
         result.class = majority_class(&result);
         result.completed_at_ms = now_ms();
         on_document(result);

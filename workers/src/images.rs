@@ -5,8 +5,8 @@ use std::io::Cursor;
 
 use image::{ImageReader, RgbImage};
 use schemas::{DocumentKind, ErrorKind};
-use tiff::decoder::{Decoder as TiffDecoder, DecodingResult};
 use tiff::ColorType;
+use tiff::decoder::{Decoder as TiffDecoder, DecodingResult};
 
 use crate::error::StepError;
 
@@ -27,7 +27,9 @@ pub fn page_count(kind: DocumentKind, bytes: &[u8]) -> Result<u32, StepError> {
             }
             Ok(pages)
         }
-        DocumentKind::Pdf => Err(StepError::internal("page_count of a pdf asked of the image decoder")),
+        DocumentKind::Pdf => {
+            Err(StepError::internal("page_count of a pdf asked of the image decoder"))
+        }
     }
 }
 
@@ -47,17 +49,21 @@ pub fn decode_page(
                     format!("page {page_index} asked of a single-page image"),
                 ));
             }
-            let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(corrupt)?;
+            let reader =
+                ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(corrupt)?;
             let (width, height) = reader.into_dimensions().map_err(corrupt)?;
             check_pixels(width, height, max_pixels)?;
-            let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(corrupt)?;
+            let mut reader =
+                ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(corrupt)?;
             let mut limits = image::Limits::default();
             limits.max_alloc = Some(max_pixels.saturating_mul(8));
             reader.limits(limits);
             Ok(reader.decode().map_err(corrupt)?.to_rgb8())
         }
         DocumentKind::Tiff => decode_tiff_page(bytes, page_index, max_pixels),
-        DocumentKind::Pdf => Err(StepError::internal("decode_page of a pdf asked of the image decoder")),
+        DocumentKind::Pdf => {
+            Err(StepError::internal("decode_page of a pdf asked of the image decoder"))
+        }
     }
 }
 
@@ -80,15 +86,18 @@ fn decode_tiff_page(bytes: &[u8], page_index: u32, max_pixels: u64) -> Result<Rg
     let n = (width as usize) * (height as usize);
     let rgb: Vec<u8> = match color {
         ColorType::Gray(8 | 16) => pixels.iter().take(n).flat_map(|&v| [v, v, v]).collect(),
-        ColorType::GrayA(8 | 16) => pixels.chunks_exact(2).take(n).flat_map(|p| [p[0]; 3]).collect(),
+        ColorType::GrayA(8 | 16) => {
+            pixels.chunks_exact(2).take(n).flat_map(|p| [p[0]; 3]).collect()
+        }
         ColorType::RGB(8 | 16) => pixels,
         ColorType::RGBA(8 | 16) => {
             pixels.chunks_exact(4).take(n).flat_map(|p| [p[0], p[1], p[2]]).collect()
         }
         other => return Err(unsupported(other)),
     };
-    RgbImage::from_raw(width, height, rgb)
-        .ok_or_else(|| StepError::reject(ErrorKind::Corrupt, "tiff pixel data is shorter than its size"))
+    RgbImage::from_raw(width, height, rgb).ok_or_else(|| {
+        StepError::reject(ErrorKind::Corrupt, "tiff pixel data is shorter than its size")
+    })
 }
 
 fn check_pixels(width: u32, height: u32, max_pixels: u64) -> Result<(), StepError> {
@@ -103,7 +112,10 @@ fn check_pixels(width: u32, height: u32, max_pixels: u64) -> Result<(), StepErro
 }
 
 fn unsupported(color: ColorType) -> StepError {
-    StepError::reject(ErrorKind::UnsupportedFormat, format!("unsupported tiff colour type {color:?}"))
+    StepError::reject(
+        ErrorKind::UnsupportedFormat,
+        format!("unsupported tiff colour type {color:?}"),
+    )
 }
 
 fn corrupt(error: impl std::fmt::Display) -> StepError {

@@ -1,12 +1,15 @@
 //! The pagestream worker runtime: stage steps, model inference, transports
 //! and the command line behind the `pagestream` binary.
 
+pub mod cli;
 pub mod embedded;
 pub mod error;
 pub mod home;
 pub mod images;
+pub mod models;
 pub mod output;
 pub mod page;
 pub mod pdf;
 pub mod pipeline;
+pub mod registry;
 pub mod steps;

@@ -72,7 +72,8 @@ pub fn markdown(result: &DocumentResult) -> String {
     let mut md = String::new();
     let name = result.file_name.as_deref().unwrap_or(&result.doc_id);
     let _ = writeln!(md, "# {name}\n");
-    let kind = result.kind.map(|k| format!("{k:?}").to_lowercase()).unwrap_or_else(|| "unknown".into());
+    let kind =
+        result.kind.map(|k| format!("{k:?}").to_lowercase()).unwrap_or_else(|| "unknown".into());
     let _ = writeln!(md, "- document id: `{}`", result.doc_id);
     let _ = writeln!(md, "- type: {kind}, {} bytes, {} page(s)", result.size, result.page_count);
     let _ = writeln!(md, "- status: {:?}", result.status);
@@ -178,7 +179,8 @@ fn table_markdown(md: &mut String, table: &Table) {
     }
     let mut grid = vec![vec![String::new(); cols]; rows];
     for cell in &table.cells {
-        if let Some(slot) = grid.get_mut(cell.row as usize).and_then(|r| r.get_mut(cell.col as usize))
+        if let Some(slot) =
+            grid.get_mut(cell.row as usize).and_then(|r| r.get_mut(cell.col as usize))
         {
             *slot = escape(&cell.text);
         }
@@ -237,7 +239,10 @@ fn rect(bbox: &BBox, inset: f32) -> Option<Rect> {
     if width < 1.0 || height < 1.0 {
         return None;
     }
-    Some(Rect::at((bbox.x0 + inset) as i32, (bbox.y0 + inset) as i32).of_size(width as u32, height as u32))
+    Some(
+        Rect::at((bbox.x0 + inset) as i32, (bbox.y0 + inset) as i32)
+            .of_size(width as u32, height as u32),
+    )
 }
 
 #[cfg(test)]
@@ -272,8 +277,22 @@ mod tests {
                 n_rows: 2,
                 n_cols: 2,
                 cells: vec![
-                    TableCell { row: 0, col: 0, row_span: 1, col_span: 1, bbox: BBox::default(), text: "a".into() },
-                    TableCell { row: 1, col: 1, row_span: 1, col_span: 1, bbox: BBox::default(), text: "d".into() },
+                    TableCell {
+                        row: 0,
+                        col: 0,
+                        row_span: 1,
+                        col_span: 1,
+                        bbox: BBox::default(),
+                        text: "a".into(),
+                    },
+                    TableCell {
+                        row: 1,
+                        col: 1,
+                        row_span: 1,
+                        col_span: 1,
+                        bbox: BBox::default(),
+                        text: "d".into(),
+                    },
                 ],
             }],
             ..PageResult::default()

@@ -33,10 +33,10 @@ pub fn init(library: &Path) -> Result<(), PdfiumLoadError> {
         }
         Pdfium::bind_to_library(library).map(Pdfium::new).map_err(|e| format!("{e:?}"))
     });
-    outcome
-        .as_ref()
-        .map(|_| ())
-        .map_err(|reason| PdfiumLoadError { path: library.display().to_string(), reason: reason.clone() })
+    outcome.as_ref().map(|_| ()).map_err(|reason| PdfiumLoadError {
+        path: library.display().to_string(),
+        reason: reason.clone(),
+    })
 }
 
 fn pdfium() -> Result<&'static Pdfium, StepError> {
@@ -157,7 +157,10 @@ pub fn text_lines(
 ) -> Result<Vec<Line>, StepError> {
     let page = page(document, page_index)?;
     let text = page.text().map_err(|e| {
-        StepError::reject(ErrorKind::Corrupt, format!("cannot read text of page {page_index}: {e:?}"))
+        StepError::reject(
+            ErrorKind::Corrupt,
+            format!("cannot read text of page {page_index}: {e:?}"),
+        )
     })?;
     let config = render_config(geometry);
     let to_pixels = |rect: PdfRect| -> Option<BBox> {

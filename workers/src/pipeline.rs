@@ -1,15 +1,15 @@
 //! The stage code every transport runs: a [`Stage`] runs its steps on a page,
 //! timing each and turning errors and panics into a [`PageFailure`].
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 use schemas::{FailureRecord, StepTiming};
 
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::split::Splitter;
 use crate::steps::Step;
+use crate::steps::split::Splitter;
 
 /// A step group: the steps of one stage, run in order.
 pub struct Stage {
@@ -173,7 +173,8 @@ mod tests {
 
     #[test]
     fn runs_steps_in_order_and_times_them() {
-        let stage = Stage::new("s", vec![Box::new(SetsWidth), Box::new(Fails), Box::new(SetsWidth)]);
+        let stage =
+            Stage::new("s", vec![Box::new(SetsWidth), Box::new(Fails), Box::new(SetsWidth)]);
         let mut page = page();
         let failure = stage.run(&mut page, 17).unwrap_err();
         assert_eq!((failure.stage.as_str(), failure.step.as_str()), ("s", "fails"));

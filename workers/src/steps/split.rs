@@ -146,8 +146,11 @@ impl Splitter {
         timed("sniff", started);
 
         let started = Instant::now();
-        let page_count = validate(kind, bytes, &self.config)
-            .map_err(|error| SplitError { step: "validate", error, kind: Some(kind) })?;
+        let page_count = validate(kind, bytes, &self.config).map_err(|error| SplitError {
+            step: "validate",
+            error,
+            kind: Some(kind),
+        })?;
         timed("validate", started);
 
         let started = Instant::now();

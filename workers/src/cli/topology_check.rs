@@ -1,0 +1,41 @@
+//! `pagestream topology check`: validate a pipeline file and its models.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::GlobalArgs;
+use crate::home::Home;
+
+#[derive(Debug, Args)]
+pub struct TopologyArgs {
+    #[command(subcommand)]
+    pub command: TopologyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopologyCommand {
+    /// Validate a pipeline file (default: the one in use) and the model files
+    /// it names; reports every problem with its file:line:col
+    Check {
+        /// Pipeline file [default: --topology, else the built-in one]
+        file: Option<PathBuf>,
+        /// Only check the file, not the model files' presence and checksums
+        #[arg(long)]
+        no_models: bool,
+    },
+}
+
+pub fn run(global: &GlobalArgs, args: TopologyArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        TopologyCommand::Check { file, no_models } => {
+            let file = file.or_else(|| global.topology.clone());
+            let model_dir = Home::locate(global.home.as_deref()).models_dir();
+            let report =
+                topology::check(file.as_deref(), (!no_models).then_some(model_dir.as_path()));
+            print!("{report}");
+            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
