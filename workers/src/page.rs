@@ -27,12 +27,14 @@ pub struct Page {
     pub ticket: u64,
     /// When the page was queued for its next stage (for queue-wait timings).
     pub enqueued_at: Option<Instant>,
+    /// OCR state between the steps of the `ocr` stage.
+    pub ocr: crate::steps::ocr::Scratch,
 }
 
 impl Page {
     pub fn new(task: PageTask) -> Self {
         let result = PageResult { page_index: task.page_index, ..PageResult::default() };
-        Page { task, document: None, image: None, text_layer: Vec::new(), result, ticket: 0, enqueued_at: None }
+        Page { task, document: None, image: None, text_layer: Vec::new(), result, ticket: 0, enqueued_at: None, ocr: Default::default() }
     }
 }
 
