@@ -51,6 +51,7 @@ pub(crate) fn deserialize_list<'de, D: Deserializer<'de>>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

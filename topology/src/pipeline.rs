@@ -180,7 +180,6 @@ impl Pipeline {
     /// Returns every problem found: all syntax errors, or else the first
     /// key or type error, or else every semantic error, sorted by position.
     /// Model files are not looked at; see [`Pipeline::verify_models`].
-    #[allow(clippy::should_implement_trait)]
     pub fn from_str(text: &str, origin: &str) -> Result<Pipeline, Vec<TopologyError>> {
         let source = Source::parse(text, origin)?;
         let mut file =
@@ -300,44 +299,41 @@ impl Pipeline {
             .models
             .iter()
             .filter_map(|(name, model)| {
-                let sites = self.model_sites.get(name)?;
-                verify_model(name, model, sites, model_dir).err()
+                verify_model(name, model, self.model_sites.get(name)?, model_dir)
             })
             .collect();
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 }
 
+/// The problem with model `name`'s file, if any.
 fn verify_model(
     name: &str,
     model: &Model,
     sites: &ModelSites,
     model_dir: &Path,
-) -> Result<(), TopologyError> {
+) -> Option<TopologyError> {
     let path = model_dir.join(&model.path);
-    let actual = sha256_file(&path).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => TopologyError::ModelMissing {
-            at: sites.path.clone(),
-            model: name.to_owned(),
-            path: path.clone(),
-        },
-        _ => TopologyError::ModelUnreadable {
-            at: sites.path.clone(),
-            model: name.to_owned(),
-            path: path.clone(),
-            source,
-        },
-    })?;
-    if actual != model.sha256 {
-        return Err(TopologyError::ModelChecksum {
+    let model_name = name.to_owned();
+    match sha256_file(&path) {
+        Ok(actual) if actual == model.sha256 => None,
+        Ok(actual) => Some(TopologyError::ModelChecksum {
             at: sites.sha256.clone(),
-            model: name.to_owned(),
+            model: model_name,
             path,
             expected: model.sha256.clone(),
             actual,
-        });
+        }),
+        Err(source) if source.kind() == io::ErrorKind::NotFound => {
+            Some(TopologyError::ModelMissing { at: sites.path.clone(), model: model_name, path })
+        }
+        Err(source) => Some(TopologyError::ModelUnreadable {
+            at: sites.path.clone(),
+            model: model_name,
+            path,
+            source,
+        }),
     }
-    Ok(())
 }
 
 /// The sha256 of a file as lowercase hex, read in chunks.

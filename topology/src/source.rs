@@ -154,10 +154,24 @@ impl<'i> Source<'i> {
             let expected = message.split_once(", ").map_or("", |(_, rest)| rest).to_owned();
             return TopologyError::UnknownKey { at, key, expected };
         }
-        if let Some(text) = hit.value.as_str()
-            && message == duration::error_message(text)
+        let bad_duration = |value: &'_ DeValue<'i>| {
+            value
+                .as_str()
+                .filter(|text| message == duration::error_message(text))
+                .map(str::to_owned)
+        };
+        if let Some(value) = bad_duration(hit.value) {
+            return TopologyError::BadDuration { at, key, value };
+        }
+        // a list of durations: the deserializer points at the list, not the item
+        let items = hit.value.as_array().map_or(&[][..], |array| &array[..]);
+        if let Some((i, item, value)) = items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| Some((i, item, bad_duration(item.get_ref())?)))
         {
-            return TopologyError::BadDuration { at, key, value: text.to_owned() };
+            let at = self.lines.location(item.span().start);
+            return TopologyError::BadDuration { at, key: hit.path.index(i).to_string(), value };
         }
         TopologyError::InvalidValue { at, key, reason: message.to_owned() }
     }
@@ -215,6 +229,7 @@ fn find_in_value<'a, 'i>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
