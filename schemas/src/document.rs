@@ -29,11 +29,18 @@ impl Message for DocumentSubmission {
 }
 
 /// Where the bytes of a document are.
+///
+/// On the wire a map tagged by its `type` key (serde's internally tagged
+/// representation): `{"type": "inline", "bytes": <bin>}` or
+/// `{"type": "blob", "store": ..., "key": ..., "size": ..., "sha256": ...}`.
+/// The tag may come anywhere in the map. A `type` this build does not know is
+/// malformed: a reader cannot fetch bytes from a source it does not know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DocumentSource {
     /// The bytes travel in the message (small documents).
     Inline {
+        /// The document bytes, as MessagePack `bin`.
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
@@ -59,16 +66,22 @@ pub struct BlobRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentKind {
+    /// PDF, `%PDF-`.
     Pdf,
+    /// PNG, `\x89PNG\r\n\x1a\n`.
     Png,
+    /// JPEG, `\xff\xd8\xff`.
     Jpeg,
+    /// TIFF, `II*\0` or `MM\0*`.
     Tiff,
 }
 
 /// One page of a document to be analysed; the unit of work of every stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PageTask {
+    /// Identifier of the document, see [`DocumentSubmission::doc_id`].
     pub doc_id: String,
+    /// Tenant that owns the document.
     pub tenant: String,
     /// Zero-based page index within the document.
     pub page_index: u32,
@@ -102,8 +115,11 @@ pub enum DocumentStatus {
 /// `pagestream.<tenant>.results.<doc_id>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentResult {
+    /// Identifier of the document, see [`DocumentSubmission::doc_id`].
     pub doc_id: String,
+    /// Tenant that owns the document.
     pub tenant: String,
+    /// Original file name, as submitted.
     #[serde(default)]
     pub file_name: Option<String>,
     /// Sniffed type; absent when the document could not be identified.
@@ -113,6 +129,7 @@ pub struct DocumentResult {
     pub sha256: String,
     /// Size of the document in bytes.
     pub size: u64,
+    /// Overall outcome.
     pub status: DocumentStatus,
     /// Number of pages the document has (0 when it could not be opened).
     pub page_count: u32,
@@ -124,7 +141,9 @@ pub struct DocumentResult {
     /// Document class (majority of page classes), if any.
     #[serde(default)]
     pub class: Option<String>,
+    /// Submission time, milliseconds since the Unix epoch.
     pub submitted_at_ms: u64,
+    /// When the result was assembled, milliseconds since the Unix epoch.
     pub completed_at_ms: u64,
 }
 

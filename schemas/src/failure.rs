@@ -34,6 +34,7 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or an unexpected condition.
     Internal,
+    /// A kind this build does not know (written by a newer version).
     #[serde(other)]
     Other,
 }
@@ -42,13 +43,16 @@ pub enum ErrorKind {
 /// dead-letter stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureRecord {
+    /// Identifier of the document.
     pub doc_id: String,
     /// The page, or none when the document as a whole failed.
     #[serde(default)]
     pub page_index: Option<u32>,
-    /// Stage and step that failed.
+    /// Stage that failed.
     pub stage: String,
+    /// Step of the stage that failed.
     pub step: String,
+    /// Category of the failure.
     pub kind: ErrorKind,
     /// Human-readable message (lowercase, no trailing period).
     pub message: String,
@@ -66,11 +70,13 @@ impl Message for FailureRecord {
 /// with its failure so it can be inspected and replayed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// Tenant that owns the document.
     pub tenant: String,
+    /// Why the message was given up on.
     pub failure: FailureRecord,
     /// Subject the original message was published to.
     pub subject: String,
-    /// The original message, byte for byte.
+    /// The original message, byte for byte (MessagePack `bin`).
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }

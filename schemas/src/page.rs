@@ -15,21 +15,28 @@ pub type Point = [f32; 2];
 /// An axis-aligned box in page pixels: left, top, right, bottom.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct BBox {
+    /// Left edge.
     pub x0: f32,
+    /// Top edge.
     pub y0: f32,
+    /// Right edge.
     pub x1: f32,
+    /// Bottom edge.
     pub y1: f32,
 }
 
 impl BBox {
+    /// Width, 0 for an inverted box.
     pub fn width(&self) -> f32 {
         (self.x1 - self.x0).max(0.0)
     }
 
+    /// Height, 0 for an inverted box.
     pub fn height(&self) -> f32 {
         (self.y1 - self.y0).max(0.0)
     }
 
+    /// Area, 0 for an inverted box.
     pub fn area(&self) -> f32 {
         self.width() * self.height()
     }
@@ -56,19 +63,32 @@ impl BBox {
 }
 
 /// Layout region classes (the layout model's labels).
+///
+/// Unknown classes written by a newer version decode as [`RegionKind::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionKind {
+    /// Body text.
     Text,
+    /// Title or heading.
     Title,
+    /// Picture, chart or drawing.
     Figure,
+    /// Caption of a figure.
     FigureCaption,
+    /// Table.
     Table,
+    /// Caption of a table.
     TableCaption,
+    /// Page header.
     Header,
+    /// Page footer.
     Footer,
+    /// Bibliography or reference list.
     Reference,
+    /// Mathematical formula.
     Equation,
+    /// Any other class, including classes this build does not know.
     #[serde(other)]
     Other,
 }
@@ -76,7 +96,9 @@ pub enum RegionKind {
 /// A layout region.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Region {
+    /// Class of the region.
     pub kind: RegionKind,
+    /// Bounding box.
     pub bbox: BBox,
     /// Detector confidence in [0, 1].
     pub score: f32,
@@ -98,25 +120,32 @@ pub enum TextSource {
 /// A word of a line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Word {
+    /// The word, without surrounding spaces.
     pub text: String,
+    /// Bounding box.
     pub bbox: BBox,
+    /// Recognition confidence in [0, 1].
     pub confidence: f32,
 }
 
 /// A line of text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Line {
+    /// The text of the line, words separated by single spaces.
     pub text: String,
+    /// Bounding box.
     pub bbox: BBox,
     /// The line's quadrilateral (tl, tr, br, bl) where it is not axis-aligned.
     #[serde(default)]
     pub quad: Option<[Point; 4]>,
     /// Recognition confidence in [0, 1] (1 for a text layer).
     pub confidence: f32,
+    /// Where the text came from.
     pub source: TextSource,
     /// Index into the page's regions of the region holding this line.
     #[serde(default)]
     pub region: Option<u32>,
+    /// The words of the line, left to right (empty when not segmented).
     #[serde(default)]
     pub words: Vec<Word>,
 }
@@ -124,13 +153,19 @@ pub struct Line {
 /// A table cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableCell {
+    /// Zero-based row of the cell's top-left corner.
     pub row: u32,
+    /// Zero-based column of the cell's top-left corner.
     pub col: u32,
+    /// Number of rows the cell spans (1 when absent).
     #[serde(default = "one")]
     pub row_span: u32,
+    /// Number of columns the cell spans (1 when absent).
     #[serde(default = "one")]
     pub col_span: u32,
+    /// Bounding box.
     pub bbox: BBox,
+    /// Text of the cell, lines joined by `\n`.
     pub text: String,
 }
 
@@ -141,25 +176,38 @@ fn one() -> u32 {
 /// A table reconstructed from a table region.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Table {
+    /// Bounding box.
     pub bbox: BBox,
     /// Index into the page's regions of the table region, if any.
     #[serde(default)]
     pub region: Option<u32>,
+    /// Number of rows.
     pub n_rows: u32,
+    /// Number of columns.
     pub n_cols: u32,
+    /// The cells, row by row; a spanning cell appears once.
     pub cells: Vec<TableCell>,
 }
 
 /// Kinds of key field found in business documents.
+///
+/// Unknown kinds written by a newer version decode as [`FieldKind::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldKind {
+    /// A calendar date; normalized as ISO 8601 `YYYY-MM-DD`.
     Date,
+    /// A money amount; normalized as `1234.50 EUR`.
     Amount,
+    /// An IBAN with a valid checksum; normalized without spaces.
     Iban,
+    /// A VAT identification number; normalized without spaces.
     VatId,
+    /// An invoice number.
     InvoiceNumber,
+    /// An e-mail address.
     Email,
+    /// Any other kind, including kinds this build does not know.
     #[serde(other)]
     Other,
 }
@@ -167,6 +215,7 @@ pub enum FieldKind {
 /// A key field found on the page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Field {
+    /// What the field is.
     pub kind: FieldKind,
     /// The text as found on the page.
     pub value: String,
@@ -176,8 +225,10 @@ pub struct Field {
     /// Index of the line the field was found on.
     #[serde(default)]
     pub line: Option<u32>,
+    /// Where the field is on the page.
     #[serde(default)]
     pub bbox: Option<BBox>,
+    /// Confidence in [0, 1].
     pub confidence: f32,
 }
 
@@ -186,15 +237,22 @@ pub struct Field {
 pub struct Language {
     /// ISO 639-3 code, e.g. `eng`, `deu`.
     pub code: String,
+    /// Confidence in [0, 1].
     pub confidence: f32,
 }
 
 /// Severity of a diagnostic.
+///
+/// Unknown levels written by a newer version decode as
+/// [`DiagnosticLevel::Error`], the most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DiagnosticLevel {
+    /// For the record.
     Info,
+    /// The result may be degraded.
     Warning,
+    /// Part of the page could not be analysed.
     #[serde(other)]
     Error,
 }
@@ -203,17 +261,22 @@ pub enum DiagnosticLevel {
 /// region or a low-confidence orientation guess.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostic {
+    /// Severity.
     pub level: DiagnosticLevel,
+    /// Step that noticed it.
     pub step: String,
     /// Stable machine-readable code, e.g. `orientation_uncertain`.
     pub code: String,
+    /// Human-readable explanation.
     pub message: String,
 }
 
 /// Time spent in one step for one page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepTiming {
+    /// Stage of the step.
     pub stage: String,
+    /// The step.
     pub step: String,
     /// Wall time of the step, microseconds.
     pub duration_us: u64,
@@ -229,9 +292,11 @@ pub struct StepTiming {
 /// The analysis of one page: grows as the page moves through the stages.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PageResult {
+    /// Zero-based index of the page in its document.
     pub page_index: u32,
-    /// Size of the analysed page image, pixels.
+    /// Width of the analysed page image, pixels.
     pub width: u32,
+    /// Height of the analysed page image, pixels.
     pub height: u32,
     /// Resolution the page was rasterised at (PDF) or declared (images).
     #[serde(default)]
@@ -245,19 +310,25 @@ pub struct PageResult {
     /// Page class, e.g. `invoice`, `letter`, `form`, `article`.
     #[serde(default)]
     pub class: Option<String>,
+    /// Detected language of the page text.
     #[serde(default)]
     pub language: Option<Language>,
+    /// Layout regions, in detection order (see [`Region::reading_order`]).
     #[serde(default)]
     pub regions: Vec<Region>,
     /// Lines in reading order.
     #[serde(default)]
     pub lines: Vec<Line>,
+    /// Tables reconstructed from table regions.
     #[serde(default)]
     pub tables: Vec<Table>,
+    /// Key fields found on the page.
     #[serde(default)]
     pub fields: Vec<Field>,
+    /// What the steps noticed without failing the page.
     #[serde(default)]
     pub diagnostics: Vec<Diagnostic>,
+    /// Time spent in each step, in execution order.
     #[serde(default)]
     pub timings: Vec<StepTiming>,
     /// Set when the page failed; the other fields hold what was found before.
@@ -273,6 +344,7 @@ impl Message for PageResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageEncoding {
+    /// A PNG file.
     Png,
     /// 8-bit RGB, row-major, no padding.
     RawRgb8,
@@ -281,12 +353,16 @@ pub enum ImageEncoding {
 /// A rendered page image, inline or in the object store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PageImage {
+    /// Width, pixels.
     pub width: u32,
+    /// Height, pixels.
     pub height: u32,
+    /// How `data` (or the blob) encodes the pixels.
     pub encoding: ImageEncoding,
-    /// Inline pixel data (empty when `blob` is set).
+    /// Inline pixel data as MessagePack `bin` (empty when `blob` is set).
     #[serde(default, with = "serde_bytes")]
     pub data: Vec<u8>,
+    /// The image in the object store, for images too large to travel inline.
     #[serde(default)]
     pub blob: Option<BlobRef>,
 }
@@ -294,6 +370,7 @@ pub struct PageImage {
 /// What one stage hands to the next for a page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PagePayload {
+    /// The page task the payload belongs to.
     pub task: PageTask,
     /// The page image, once rendered.
     #[serde(default)]

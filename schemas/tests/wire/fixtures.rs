@@ -317,3 +317,9 @@ pub fn events() -> Vec<Event> {
     ];
     bodies.into_iter().map(|body| Event { body, ..event() }).collect()
 }
+
+#[test]
+fn doc_id_is_the_sha256_of_the_document() {
+    use sha2::{Digest, Sha256};
+    assert_eq!(format!("{:x}", Sha256::digest(PNG)), DOC_ID);
+}
