@@ -53,6 +53,14 @@ pub enum TopologyError {
         /// The keys allowed there, e.g. "expected one of `steps`, `next`".
         expected: String,
     },
+    /// A required key that is absent.
+    #[error("{at}: missing key `{key}`")]
+    MissingKey {
+        /// Where the table that lacks it is.
+        at: Location,
+        /// The full dotted path of the key.
+        key: String,
+    },
     /// A duration that does not parse.
     #[error(
         "{at}: bad duration `{value}` for `{key}`: expected a number followed by ms, s, m or h"
@@ -223,6 +231,7 @@ impl TopologyError {
             Self::Read { .. } => None,
             Self::Syntax { at, .. }
             | Self::UnknownKey { at, .. }
+            | Self::MissingKey { at, .. }
             | Self::BadDuration { at, .. }
             | Self::InvalidValue { at, .. }
             | Self::UnknownStage { at, .. }

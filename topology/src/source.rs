@@ -142,10 +142,17 @@ impl<'i> Source<'i> {
         let message = error.message();
         let span = error.span().unwrap_or(0..0);
         let at = self.lines.location(span.start);
-        let Some(hit) = find(self.root.get_ref(), &span, &KeyPath::default()) else {
+        let hit = find(self.root.get_ref(), &span, &KeyPath::default());
+        let table = hit.as_ref().map_or_else(KeyPath::default, |hit| hit.path.clone());
+        if let Some(field) =
+            message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`'))
+        {
+            return TopologyError::MissingKey { at, key: table.key(field).to_string() };
+        }
+        let Some(hit) = hit else {
             return TopologyError::InvalidValue {
                 at,
-                key: String::new(),
+                key: table.to_string(),
                 reason: message.to_owned(),
             };
         };

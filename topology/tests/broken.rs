@@ -12,6 +12,7 @@ fn kind(error: &TopologyError) -> &'static str {
         TopologyError::Read { .. } => "Read",
         TopologyError::Syntax { .. } => "Syntax",
         TopologyError::UnknownKey { .. } => "UnknownKey",
+        TopologyError::MissingKey { .. } => "MissingKey",
         TopologyError::BadDuration { .. } => "BadDuration",
         TopologyError::InvalidValue { .. } => "InvalidValue",
         TopologyError::UnknownStage { .. } => "UnknownStage",
@@ -89,6 +90,13 @@ fn unknown_keys_are_named_by_their_full_path() {
     };
     assert_eq!(key, "stages.split.scaling.cool_down");
     assert_eq!(at.column, 1);
+}
+
+#[test]
+fn missing_keys_are_named_by_their_full_path() {
+    let errors = load_errors(&fixture("missing_key.toml"));
+    let [TopologyError::MissingKey { key, .. }] = errors.as_slice() else { panic!("{errors:?}") };
+    assert_eq!(key, "models.det.sha256");
 }
 
 #[test]
