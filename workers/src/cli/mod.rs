@@ -1,7 +1,12 @@
 //! The `pagestream` command line: global options, subcommands, logging.
 
 mod analyze;
+mod cancel;
+mod dlq;
+mod status;
+mod streams;
 mod topology_check;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +15,11 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 pub use analyze::AnalyzeArgs;
 pub use topology_check::TopologyArgs;
+pub use cancel::CancelArgs;
+pub use dlq::DlqArgs;
+pub use status::StatusArgs;
+pub use streams::StreamsArgs;
+pub use worker::WorkerArgs;
 
 /// pagestream analyses document pages (PDF, PNG, JPEG, TIFF) with layout and
 /// OCR models, in one process or as NATS JetStream worker pools.
@@ -88,6 +98,16 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Inspect the pipeline definition
     Topology(TopologyArgs),
+    /// Create or update the JetStream streams, consumers and bucket
+    Streams(StreamsArgs),
+    /// Serve stages from NATS JetStream until SIGTERM
+    Worker(WorkerArgs),
+    /// Show where a document stands
+    Status(StatusArgs),
+    /// Cancel a document: its remaining pages are skipped
+    Cancel(CancelArgs),
+    /// List or replay dead letters
+    Dlq(DlqArgs),
 }
 
 /// Runs the parsed command line.
@@ -96,6 +116,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Analyze(args) => analyze::run(&cli.global, args),
         Command::Topology(args) => topology_check::run(&cli.global, args),
+        Command::Streams(args) => streams::run(&cli.global, args),
+        Command::Worker(args) => worker::run(&cli.global, args),
+        Command::Status(args) => status::run(&cli.global, args),
+        Command::Cancel(args) => cancel::run(&cli.global, args),
+        Command::Dlq(args) => dlq::run(&cli.global, args),
     }
 }
 

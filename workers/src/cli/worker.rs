@@ -1,0 +1,164 @@
+//! `pagestream worker`: serve one stage (or several, or `all`) from NATS
+//! JetStream until SIGTERM or ctrl-c, with Prometheus metrics and health
+//! endpoints.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::GlobalArgs;
+use crate::blobs::BlobStore;
+use crate::home::Home;
+use crate::jetstream::worker::{self, Role, Shutdown};
+use crate::jetstream::{self, ConnectConfig, Runtime, Settings};
+use crate::metrics::{self, Metrics, Readiness};
+use crate::pipeline::Pipeline;
+use crate::registry;
+use crate::steps::split;
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Stage(s) to serve: a stage name, several separated by commas, or `all`
+    #[arg(long, default_value = "all", value_name = "NAME|all")]
+    pub stage: String,
+    /// Pages worked on at once per stage [default: the stage's concurrency in the topology]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Address of the /metrics, /healthz and /readyz endpoints (empty: none)
+    #[arg(
+        long,
+        env = "PAGESTREAM_METRICS_ADDR",
+        default_value = "0.0.0.0:9464",
+        value_name = "ADDR"
+    )]
+    pub metrics_addr: String,
+    /// On SIGTERM, how long in-flight pages may finish before they are handed back
+    #[arg(long, default_value = "25s", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_timeout: Duration,
+    /// Largest image or document carried inside a message; larger ones go
+    /// through the object store
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+    pub inline_max_bytes: usize,
+}
+
+/// Parses durations like `500ms`, `30s`, `5m`.
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+    topology::parse_duration(text)
+        .ok_or_else(|| format!("bad duration `{text}`: expected e.g. 500ms, 30s, 5m"))
+}
+
+/// The connection settings of the global options.
+pub(super) fn connect_config(
+    global: &GlobalArgs,
+    name: &str,
+    retry_initial: bool,
+) -> ConnectConfig {
+    ConnectConfig {
+        url: global.nats_url.clone(),
+        creds: global.creds.clone(),
+        user: global.user.clone(),
+        password: global.password.clone(),
+        tls_ca: global.tlsca.clone(),
+        tls_cert: global.tlscert.clone(),
+        tls_key: global.tlskey.clone(),
+        name: name.to_string(),
+        retry_initial,
+    }
+}
+
+/// Runs `future` on a multi-threaded tokio runtime.
+pub(super) fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(future)
+}
+
+pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let topology = super::load_topology(global)?;
+    let home = Home::locate(global.home.as_deref());
+    let pipeline = build_pipeline(&topology, &home, &args.stage)?;
+    let blobs = BlobStore::open(&global.store)?;
+    let settings = Settings {
+        concurrency: args.concurrency,
+        shutdown_timeout: args.shutdown_timeout,
+        images: jetstream::payload::ImagePolicy {
+            inline_max_bytes: args.inline_max_bytes,
+            max_pixels: topology.limits().max_page_pixels,
+        },
+        ..Settings::default()
+    };
+    block_on(async move {
+        let metrics = Arc::new(Metrics::new());
+        let ready = Readiness::default();
+        if !args.metrics_addr.is_empty() {
+            let addr: SocketAddr = args.metrics_addr.parse().context("invalid --metrics-addr")?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            tokio::spawn(metrics::serve(listener, Arc::clone(&metrics), ready.clone()));
+        }
+        let client = jetstream::connect(&connect_config(
+            global,
+            &format!("pagestream-worker-{}", args.stage),
+            true,
+        ))
+        .await?;
+        let runtime =
+            Arc::new(Runtime::new(client, pipeline, &topology, blobs, settings, metrics).await?);
+        let roles = Role::parse(&args.stage, &runtime)?;
+        let (trigger, shutdown) = Shutdown::new();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested");
+            trigger.trigger();
+        });
+        worker::run(runtime, roles, shutdown, ready).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The pipeline a worker of `stages` needs: the full one with models when
+/// it runs a page stage; for `split` and `assemble` alone, no models.
+fn build_pipeline(
+    topology: &topology::Pipeline,
+    home: &Home,
+    stages: &str,
+) -> anyhow::Result<Pipeline> {
+    let document_level = [topology::catalogue::ENTRY_STAGE, topology::catalogue::EXIT_STAGE];
+    let page_stage = stages.split(',').map(str::trim).any(|s| !document_level.contains(&s));
+    if page_stage {
+        return Ok(registry::build(topology, home)?);
+    }
+    if stages.split(',').any(|s| s.trim() == topology::catalogue::ENTRY_STAGE) {
+        crate::pdf::init(&home.pdfium_lib())?;
+    }
+    let limits = topology.limits();
+    let config = split::Config {
+        max_document_bytes: limits.max_document_bytes,
+        max_pages: limits.max_pages,
+    };
+    Ok(Pipeline { splitter: split::Splitter { config }, stages: Vec::new() })
+}
+
+/// SIGTERM or ctrl-c.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

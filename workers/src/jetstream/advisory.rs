@@ -1,0 +1,131 @@
+//! The safety net for pages that never get an answer: when a worker crashes
+//! (or runs past `ack_wait`) on every delivery of a message, no worker code
+//! runs to give the page up. The server then stops delivering it and sends a
+//! `MAX_DELIVERIES` advisory; this listener dead-letters the message, sends
+//! the page to `assemble` marked failed (or finishes the document failed,
+//! for a submission) and deletes the message from its work queue.
+//!
+//! Every worker process listens for the consumers it serves, in a queue
+//! group so that one of them handles each advisory; everything it publishes
+//! is de-duplicated, so a repeat is harmless.
+
+use std::sync::Arc;
+
+use async_nats::Subject;
+use futures::StreamExt;
+use schemas::subjects::STREAM_DOCS;
+use schemas::{DocumentSubmission, ErrorKind, FailureRecord, PagePayload};
+use serde::Deserialize;
+
+use super::split::give_up_document;
+use super::worker::{Role, forward_failed};
+use super::{Error, HEADER_REPLAY, Runtime};
+use crate::pipeline::now_ms;
+
+/// Queue group of the advisory listeners.
+const QUEUE_GROUP: &str = "pagestream-advisories";
+
+/// The part of `io.nats.jetstream.advisory.v1.max_deliver` used here.
+#[derive(Debug, Deserialize)]
+struct MaxDeliveries {
+    stream: String,
+    consumer: String,
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+/// Subject of the max-deliveries advisories of one consumer.
+pub fn advisory_subject(stream: &str, consumer: &str) -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}")
+}
+
+/// Handles the advisories of the consumers of `roles` until the task is dropped.
+pub async fn listen(runtime: Arc<Runtime>, roles: Vec<Role>) {
+    let client = runtime.js.client();
+    let mut subscriptions = Vec::new();
+    for role in &roles {
+        let (stream, consumer, _) = runtime.route.consumer(role.name());
+        let subject = Subject::from(advisory_subject(&stream, &consumer));
+        match client.queue_subscribe(subject, QUEUE_GROUP.into()).await {
+            Ok(subscription) => subscriptions.push(subscription),
+            Err(error) => {
+                tracing::error!(%error, stream, consumer, "cannot listen for max-delivery advisories")
+            }
+        }
+    }
+    let mut advisories = futures::stream::select_all(subscriptions);
+    while let Some(message) = advisories.next().await {
+        let advisory: MaxDeliveries = match serde_json::from_slice(&message.payload) {
+            Ok(advisory) => advisory,
+            Err(error) => {
+                tracing::warn!(%error, "unreadable max-delivery advisory");
+                continue;
+            }
+        };
+        if let Err(error) = give_up(&runtime, &advisory).await {
+            tracing::error!(%error, stream = advisory.stream, seq = advisory.stream_seq, "cannot give up an undeliverable message");
+        }
+    }
+}
+
+async fn give_up(runtime: &Runtime, advisory: &MaxDeliveries) -> Result<(), Error> {
+    let stream = runtime
+        .js
+        .get_stream_no_info(&advisory.stream)
+        .await
+        .map_err(|e| Error::jetstream(format!("cannot open stream {}", advisory.stream), e))?;
+    let Ok(message) = stream.get_raw_message(advisory.stream_seq).await else {
+        // Already handled (and deleted) by another listener, or acked late.
+        return Ok(());
+    };
+    let stage = advisory.consumer.as_str();
+    let attempts = u32::try_from(advisory.deliveries).unwrap_or(u32::MAX);
+    let reason = format!(
+        "delivered {} times without an answer: the worker crashed or ran past ack_wait every time",
+        advisory.deliveries
+    );
+    let replay = message.headers.get(HEADER_REPLAY).and_then(|v| v.as_str().parse().ok());
+    tracing::warn!(
+        stage,
+        seq = advisory.stream_seq,
+        "message exhausted its deliveries, giving it up"
+    );
+    let record = |doc_id: &str, page_index: Option<u32>| FailureRecord {
+        doc_id: doc_id.to_string(),
+        page_index,
+        stage: stage.to_string(),
+        step: "deliver".into(),
+        kind: ErrorKind::Timeout,
+        message: reason.clone(),
+        attempts,
+        at_ms: now_ms(),
+    };
+    if advisory.stream == STREAM_DOCS {
+        let submission: DocumentSubmission = schemas::decode(&message.payload)?;
+        let failure = record(&submission.doc_id, None);
+        give_up_document(runtime, &submission, &message.subject, &message.payload, failure, replay)
+            .await?;
+    } else {
+        let payload: PagePayload = schemas::decode(&message.payload)?;
+        let failure = record(&payload.task.doc_id, Some(payload.task.page_index));
+        let PagePayload { task, result, .. } = payload;
+        forward_failed(
+            runtime,
+            stage,
+            &message.subject,
+            &message.payload,
+            task,
+            result,
+            failure,
+            replay,
+            true,
+        )
+        .await?;
+    }
+    runtime.metrics.failed.with_label_values(&[stage, "timeout", "dead_letter"]).inc();
+    stream
+        .delete_message(advisory.stream_seq)
+        .await
+        .map_err(|e| Error::jetstream("cannot delete the given-up message", e))?;
+    Ok(())
+}

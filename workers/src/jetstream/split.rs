@@ -1,0 +1,400 @@
+//! Stage `split` on JetStream: consumes a [`DocumentSubmission`] from the
+//! DOCS stream, splits it with the same [`crate::steps::split::Splitter`] as
+//! the embedded transport, records the document in the key-value bucket and
+//! fans out one page message per page.
+//!
+//! Split is where backpressure reaches producers: it fans out only while the
+//! work stream is below its high-water mark, so when the pipeline is full it
+//! stops pulling documents, DOCS fills up, and submitting publishers are
+//! refused ("maximum bytes exceeded") until there is room again.
+
+use std::time::Duration;
+
+use async_nats::jetstream::Message;
+use schemas::subjects::{STREAM_WORK, validate_tenant};
+use schemas::{
+    DeadLetter, DocumentResult, DocumentSource, DocumentStatus, DocumentSubmission, ErrorKind,
+    FailureRecord, PagePayload, PageResult,
+};
+use tracing::Instrument;
+
+use super::assemble::publish_result;
+use super::payload::{self, blob_error, blocking};
+use super::state::{Change, DocumentState, PageState};
+use super::worker::{Delivery, page_message, publish_dead_letter, undecodable};
+use super::{Error, Runtime, document_msg_id};
+use crate::blobs::{self, sha256_hex};
+use crate::error::StepError;
+use crate::pipeline::now_ms;
+
+/// A failed step of splitting: the step's name and its error.
+type SplitFailure = (&'static str, StepError);
+
+/// One submitted document through `split`.
+pub(crate) async fn handle(runtime: &Runtime, message: Message) {
+    let delivery = Delivery::new(runtime, topology::catalogue::ENTRY_STAGE, message);
+    let submission: DocumentSubmission = match schemas::decode(&delivery.message.payload) {
+        Ok(submission) => submission,
+        Err(error) => return undecodable(runtime, &delivery, &error.to_string()).await,
+    };
+    let span = tracing::info_span!("document", stage = "split", doc_id = %submission.doc_id, tenant = %submission.tenant);
+    async {
+        let outcome = delivery.keep_alive(split_document(runtime, &submission, delivery.replay)).await;
+        match outcome {
+            Ok(()) => {
+                delivery.done().await;
+                runtime.metrics.processed.with_label_values(&[&delivery.stage]).inc();
+            }
+            Err((step, error)) => {
+                let kind = format!("{:?}", error.kind).to_lowercase();
+                if let Some(delay) = delivery.retry_delay(&error) {
+                    tracing::warn!(%error, step, ?delay, "split failed, document will be retried");
+                    runtime.metrics.failed.with_label_values(&[&delivery.stage, &kind, "retry"]).inc();
+                    return delivery.retry(delay).await;
+                }
+                tracing::warn!(%error, step, "split failed for good, document dead-lettered");
+                runtime.metrics.failed.with_label_values(&[&delivery.stage, &kind, "dead_letter"]).inc();
+                let record = failure_record(&submission, step, &error, delivery.attempt);
+                let given_up = give_up_document(
+                    runtime,
+                    &submission,
+                    &delivery.message.subject,
+                    &delivery.message.payload,
+                    record,
+                    delivery.replay,
+                )
+                .await;
+                match given_up {
+                    Ok(()) => delivery.term().await,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot record the failed document; it will be redelivered");
+                        delivery.retry(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn failure_record(
+    submission: &DocumentSubmission,
+    step: &str,
+    error: &StepError,
+    attempts: u32,
+) -> FailureRecord {
+    FailureRecord {
+        doc_id: submission.doc_id.clone(),
+        page_index: None,
+        stage: topology::catalogue::ENTRY_STAGE.into(),
+        step: step.into(),
+        kind: error.kind,
+        message: error.message.clone(),
+        attempts,
+        at_ms: now_ms(),
+    }
+}
+
+/// Whether `id` can be a subject token and a key-value key: letters,
+/// digits, `-` and `_`, at most 128 of them.
+pub fn valid_doc_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+async fn split_document(
+    runtime: &Runtime,
+    submission: &DocumentSubmission,
+    replay: Option<u64>,
+) -> Result<(), SplitFailure> {
+    let (tenant, doc_id) = (submission.tenant.as_str(), submission.doc_id.as_str());
+    if let Err(error) = validate_tenant(tenant) {
+        return Err((
+            "validate",
+            StepError::reject(ErrorKind::MalformedMessage, error.to_string()),
+        ));
+    }
+    if !valid_doc_id(doc_id) {
+        let message = "document id may only hold letters, digits, '-' and '_' (at most 128)";
+        return Err(("validate", StepError::reject(ErrorKind::MalformedMessage, message)));
+    }
+    let state_error = |error: super::state::StateError| {
+        (
+            "record",
+            StepError::retry_after(
+                ErrorKind::Unavailable,
+                Duration::from_secs(1),
+                error.to_string(),
+            ),
+        )
+    };
+    let existing = runtime.documents.get(tenant, doc_id).await.map_err(state_error)?;
+    let same_run =
+        existing.as_ref().is_some_and(|s| s.submitted_at_ms == submission.submitted_at_ms);
+    match &existing {
+        Some(state) if same_run && state.finished.is_some() && replay.is_none() => {
+            tracing::info!("document already finished, submission redelivered");
+            return Ok(());
+        }
+        Some(state) if !same_run && state.finished.is_none() => {
+            tracing::info!("document already in progress, submission ignored");
+            return Ok(());
+        }
+        _ => {}
+    }
+    let record_error = |error: Error| {
+        (
+            "record",
+            StepError::retry_after(
+                ErrorKind::Unavailable,
+                Duration::from_secs(1),
+                error.to_string(),
+            ),
+        )
+    };
+    if runtime.cancellations.contains(tenant, doc_id) {
+        tracing::info!("document cancelled before it was split");
+        let error = StepError::reject(ErrorKind::Cancelled, "the document was cancelled");
+        let record = failure_record(submission, "cancel", &error, 1);
+        return finish_failed(runtime, submission, None, None, record, replay)
+            .await
+            .map_err(record_error);
+    }
+
+    let limit = runtime.pipeline.splitter.config.max_document_bytes;
+    let bytes = match &submission.source {
+        DocumentSource::Blob(blob) if blob.size > limit => {
+            let message = format!("document is {} bytes, the limit is {limit}", blob.size);
+            return Err(("validate", StepError::reject(ErrorKind::TooLarge, message)));
+        }
+        source => {
+            payload::document_bytes(source, &runtime.blobs).await.map_err(|e| ("fetch", e))?
+        }
+    };
+    let page_source = match &submission.source {
+        DocumentSource::Blob(blob) => DocumentSource::Blob(blob.clone()),
+        DocumentSource::Inline { .. }
+            if bytes.len() <= runtime.settings.images.inline_max_bytes =>
+        {
+            DocumentSource::Inline { bytes: bytes.to_vec() }
+        }
+        DocumentSource::Inline { .. } => {
+            let key = format!("{}/original", blobs::document_prefix(tenant, doc_id));
+            let blob = runtime
+                .blobs
+                .put(&key, bytes.clone())
+                .await
+                .map_err(|e| ("store", blob_error(e)))?;
+            DocumentSource::Blob(blob)
+        }
+    };
+
+    let splitter = runtime.pipeline.splitter.clone();
+    let for_split = (submission.clone(), bytes.clone(), page_source);
+    let split = blocking(move || {
+        let (submission, bytes, page_source) = for_split;
+        Ok(splitter.split(&submission, &bytes, &page_source))
+    })
+    .await
+    .map_err(|e| ("split", e))?;
+    let split = match split {
+        Ok(split) => split,
+        Err(failed) if matches!(failed.error.retry, crate::error::Retry::After(_)) => {
+            return Err((failed.step, failed.error));
+        }
+        Err(failed) => {
+            // The document itself is bad: it is finished at once, failed.
+            let record = FailureRecord {
+                doc_id: doc_id.to_string(),
+                page_index: None,
+                stage: topology::catalogue::ENTRY_STAGE.into(),
+                step: failed.step.into(),
+                kind: failed.error.kind,
+                message: failed.error.message,
+                attempts: 1,
+                at_ms: now_ms(),
+            };
+            tracing::info!(kind = ?record.kind, reason = %record.message, "document rejected");
+            return finish_failed(runtime, submission, failed.kind, Some(&bytes), record, replay)
+                .await
+                .map_err(record_error);
+        }
+    };
+
+    let page_count = split.tasks.len();
+    let state = DocumentState {
+        doc_id: doc_id.to_string(),
+        tenant: tenant.to_string(),
+        file_name: submission.file_name.clone(),
+        kind: Some(split.kind),
+        sha256: sha256_hex(&bytes),
+        size: bytes.len() as u64,
+        submitted_at_ms: submission.submitted_at_ms,
+        pages: vec![PageState::Pending; page_count],
+        failures: Vec::new(),
+        finished: None,
+    };
+    runtime
+        .documents
+        .update(tenant, doc_id, |current| match current {
+            // A redelivered submission of a run in progress keeps its state.
+            Some(current)
+                if current.submitted_at_ms == state.submitted_at_ms
+                    && current.finished.is_none() =>
+            {
+                Change::Keep(())
+            }
+            _ => Change::Write(state.clone(), ()),
+        })
+        .await
+        .map_err(state_error)?;
+
+    wait_for_room(runtime).await;
+    let first = runtime.route.next(topology::catalogue::ENTRY_STAGE).name.clone();
+    let mut timings = Some(split.timings);
+    let mut messages = Vec::with_capacity(page_count);
+    for task in split.tasks {
+        let result = PageResult {
+            page_index: task.page_index,
+            timings: timings.take().unwrap_or_default(),
+            ..PageResult::default()
+        };
+        let payload =
+            PagePayload { task, image: None, text_layer: Vec::new(), result, sent_at_ms: now_ms() };
+        let message = page_message(runtime, &payload, &first, replay)
+            .map_err(|e| ("fan_out", StepError::internal(e.to_string())))?;
+        messages.push(message);
+    }
+    runtime.publisher.publish_all(&messages, runtime.settings.publish_window).await.map_err(
+        |e| {
+            (
+                "fan_out",
+                StepError::retry_after(
+                    ErrorKind::Unavailable,
+                    Duration::from_secs(1),
+                    e.to_string(),
+                ),
+            )
+        },
+    )?;
+    tracing::info!(pages = page_count, "document split");
+    Ok(())
+}
+
+/// Waits while the work stream is above its high-water mark, so that pages
+/// already in the pipeline always find room to move on.
+async fn wait_for_room(runtime: &Runtime) {
+    let mut waited = false;
+    loop {
+        let fill = match runtime.js.get_stream_no_info(STREAM_WORK).await {
+            Ok(stream) => match stream.get_info().await {
+                Ok(info) if info.config.max_bytes > 0 => {
+                    info.state.bytes as f64 / info.config.max_bytes as f64
+                }
+                _ => 0.0,
+            },
+            Err(_) => 0.0,
+        };
+        if fill < runtime.settings.work_high_water {
+            if waited {
+                tracing::info!(fill, "work stream has room again");
+            }
+            return;
+        }
+        if !waited {
+            tracing::info!(fill, "work stream above its high-water mark, waiting before fan-out");
+            waited = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Finishes a document that cannot be split: state, result, event.
+async fn finish_failed(
+    runtime: &Runtime,
+    submission: &DocumentSubmission,
+    kind: Option<schemas::DocumentKind>,
+    bytes: Option<&[u8]>,
+    record: FailureRecord,
+    replay: Option<u64>,
+) -> Result<(), Error> {
+    let state = DocumentState {
+        doc_id: submission.doc_id.clone(),
+        tenant: submission.tenant.clone(),
+        file_name: submission.file_name.clone(),
+        kind,
+        sha256: bytes.map(sha256_hex).unwrap_or_default(),
+        size: bytes.map_or(0, |b| b.len() as u64),
+        submitted_at_ms: submission.submitted_at_ms,
+        pages: Vec::new(),
+        failures: vec![record],
+        finished: None,
+    };
+    let result = DocumentResult {
+        doc_id: state.doc_id.clone(),
+        tenant: state.tenant.clone(),
+        file_name: state.file_name.clone(),
+        kind,
+        sha256: state.sha256.clone(),
+        size: state.size,
+        status: DocumentStatus::Failed,
+        page_count: 0,
+        pages: Vec::new(),
+        failures: state.failures.clone(),
+        class: None,
+        submitted_at_ms: state.submitted_at_ms,
+        completed_at_ms: now_ms(),
+    };
+    runtime
+        .documents
+        .update(&state.tenant, &state.doc_id, |_| Change::Write(state.clone(), ()))
+        .await?;
+    publish_result(runtime, result, replay).await
+}
+
+/// Gives up a submission for good: dead letter, then the document finished
+/// as failed (when its ids are usable).
+pub(crate) async fn give_up_document(
+    runtime: &Runtime,
+    submission: &DocumentSubmission,
+    subject: &str,
+    original: &[u8],
+    record: FailureRecord,
+    replay: Option<u64>,
+) -> Result<(), Error> {
+    let letter = DeadLetter {
+        tenant: submission.tenant.clone(),
+        failure: record.clone(),
+        subject: subject.to_string(),
+        payload: original.to_vec(),
+    };
+    let id = document_msg_id(
+        &submission.tenant,
+        &submission.doc_id,
+        submission.submitted_at_ms,
+        "split",
+        replay,
+    );
+    publish_dead_letter(runtime, topology::catalogue::ENTRY_STAGE, &id, &letter).await?;
+    if validate_tenant(&submission.tenant).is_ok() && valid_doc_id(&submission.doc_id) {
+        finish_failed(runtime, submission, None, None, record, replay).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_ids_must_be_single_tokens() {
+        assert!(valid_doc_id(&"a1".repeat(32)));
+        assert!(valid_doc_id("invoice-2024_07"));
+        for bad in ["", "a.b", "a b", "a*", "a>", "ä", &"x".repeat(129)] {
+            assert!(!valid_doc_id(bad), "{bad:?}");
+        }
+    }
+}

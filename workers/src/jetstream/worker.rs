@@ -1,0 +1,674 @@
+//! Stage workers: pull only as many messages as there are free permits, run
+//! the stage on a blocking thread while sending in-progress acks, publish the
+//! page onwards, await the publish ack, then double-ack the input.
+//!
+//! A failed step is nakked with a delay (the topology's backoff, or the
+//! step's own hint if longer) while deliveries remain; after the last one,
+//! or when the step says it can never succeed, the message goes to the
+//! dead-letter stream and the page goes on to `assemble` marked failed.
+//! Shutdown stops pulling at once, lets in-flight pages finish within
+//! [`super::Settings::shutdown_timeout`] and naks the rest.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::Message;
+use async_nats::jetstream::consumer::PullConsumer;
+use futures::StreamExt;
+use schemas::subjects::dead_letter;
+use schemas::{
+    DeadLetter, DocumentSource, ErrorKind, FailureRecord, PagePayload, PageResult, PageTask,
+};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use topology::ConsumerSettings;
+use topology::catalogue::{ENTRY_STAGE, EXIT_STAGE};
+use tracing::Instrument;
+
+use super::payload;
+use super::publish::Outgoing;
+use super::{Error, HEADER_REPLAY, Runtime, page_msg_id};
+use crate::error::{Retry, StepError};
+use crate::metrics::Readiness;
+use crate::page::Page;
+use crate::pipeline::{PageFailure, now_ms};
+
+/// What a worker process runs: the document splitter, a page stage, or the
+/// assembler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Split,
+    Stage(String),
+    Assemble,
+}
+
+impl Role {
+    /// The stage name.
+    pub fn name(&self) -> &str {
+        match self {
+            Role::Split => ENTRY_STAGE,
+            Role::Stage(name) => name,
+            Role::Assemble => EXIT_STAGE,
+        }
+    }
+
+    /// Parses `--stage`: `all`, or stage names separated by commas.
+    pub fn parse(spec: &str, runtime: &Runtime) -> Result<Vec<Role>, Error> {
+        let known: Vec<&str> = runtime.route.stages().iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = if spec.trim() == "all" {
+            known.clone()
+        } else {
+            spec.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+        };
+        names
+            .into_iter()
+            .map(|name| match name {
+                ENTRY_STAGE => Ok(Role::Split),
+                EXIT_STAGE => Ok(Role::Assemble),
+                name if runtime.pipeline.stage(name).is_some() => Ok(Role::Stage(name.to_string())),
+                name => {
+                    Err(Error::UnknownStage { name: name.to_string(), known: known.join(", ") })
+                }
+            })
+            .collect()
+    }
+}
+
+/// The shutdown signal: set once, observed by every loop.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// Sets the [`Shutdown`] signal.
+#[derive(Debug)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(rx))
+    }
+
+    /// Whether shutdown was asked for.
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once shutdown is asked for.
+    pub async fn wait(&mut self) {
+        // An error means the trigger is gone: nobody can ask any more, so
+        // treat it as asked.
+        let _ = self.0.wait_for(|set| *set).await;
+    }
+}
+
+/// Serves `roles` until `shutdown`, then drains. `ready` is set while the
+/// process serves its consumers.
+pub async fn run(
+    runtime: Arc<Runtime>,
+    roles: Vec<Role>,
+    shutdown: Shutdown,
+    ready: Readiness,
+) -> Result<(), Error> {
+    let mut consumers = Vec::new();
+    for role in &roles {
+        consumers.push((role.clone(), bind(&runtime, role.name()).await?));
+    }
+    let mut background = JoinSet::new();
+    background.spawn(super::advisory::listen(Arc::clone(&runtime), roles.clone()));
+    background.spawn(poll_lag(
+        Arc::clone(&runtime),
+        consumers.iter().map(|(r, c)| (r.name().to_string(), c.clone())).collect(),
+        ready.clone(),
+    ));
+    ready.set(true);
+    tracing::info!(stages = ?roles.iter().map(Role::name).collect::<Vec<_>>(), "worker serving");
+
+    let mut loops = JoinSet::new();
+    for (role, consumer) in consumers {
+        loops.spawn(serve(Arc::clone(&runtime), role, consumer, shutdown.clone()));
+    }
+    while loops.join_next().await.is_some() {}
+    ready.set(false);
+    background.abort_all();
+    // Publishes are awaited before acks, so nothing is left to flush but
+    // the acks themselves.
+    if let Err(error) = runtime.js.client().flush().await {
+        tracing::warn!(%error, "cannot flush the connection");
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// The durable consumer of stage `name`.
+pub async fn bind(runtime: &Runtime, name: &str) -> Result<PullConsumer, Error> {
+    let (stream, consumer, _) = runtime.route.consumer(name);
+    let missing = |e| {
+        Error::jetstream(
+            format!("consumer {stream}/{consumer} (run `pagestream streams apply`)"),
+            e,
+        )
+    };
+    let handle = runtime.js.get_stream(&stream).await.map_err(missing)?;
+    handle.get_consumer::<async_nats::jetstream::consumer::pull::Config>(&consumer).await.map_err(
+        |e| {
+            Error::jetstream(
+                format!("consumer {stream}/{consumer} (run `pagestream streams apply`)"),
+                e,
+            )
+        },
+    )
+}
+
+/// The pull loop of one stage.
+async fn serve(runtime: Arc<Runtime>, role: Role, consumer: PullConsumer, mut shutdown: Shutdown) {
+    let plan = runtime.route.stage(role.name()).cloned();
+    let concurrency =
+        runtime.settings.concurrency.or(plan.as_ref().map(|p| p.concurrency)).unwrap_or(1).max(1);
+    let batch_max =
+        plan.as_ref().map_or(1, |p| p.consumer.fetch_batch as usize).clamp(1, concurrency);
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let (abort_trigger, abort) = Shutdown::new();
+    let mut tasks = JoinSet::new();
+    let mut failures: u32 = 0;
+    let stage = role.name().to_string();
+
+    'pull: loop {
+        while tasks.try_join_next().is_some() {}
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.wait() => break 'pull,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break 'pull,
+            },
+        };
+        let mut held = vec![first];
+        while held.len() < batch_max {
+            match Arc::clone(&permits).try_acquire_owned() {
+                Ok(permit) => held.push(permit),
+                Err(_) => break,
+            }
+        }
+        let batch = consumer
+            .batch()
+            .max_messages(held.len())
+            .expires(runtime.settings.fetch_expires)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => {
+                failures = 0;
+                batch
+            }
+            Err(error) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(30) {
+                    tracing::warn!(%error, stage, "cannot pull, retrying");
+                }
+                let pause = Duration::from_millis(100 * u64::from(failures.min(20)));
+                tokio::select! {
+                    _ = shutdown.wait() => break 'pull,
+                    _ = tokio::time::sleep(pause) => continue 'pull,
+                }
+            }
+        };
+        while let Some(next) = batch.next().await {
+            let message = match next {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::debug!(%error, stage, "pull request ended");
+                    break;
+                }
+            };
+            // Messages of a batch still arriving after shutdown was asked
+            // for, or beyond the permits (cannot happen): hand them back.
+            let permit = match held.pop() {
+                Some(permit) if !shutdown.is_set() => permit,
+                _ => {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    continue;
+                }
+            };
+            let runtime = Arc::clone(&runtime);
+            let role = role.clone();
+            let mut abort = abort.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                tokio::select! {
+                    _ = handle(&runtime, &role, message.clone()) => {}
+                    _ = abort.wait() => {
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                    }
+                }
+            });
+        }
+    }
+
+    // Drain: in-flight pages finish within the limit, the rest are handed back.
+    let in_flight = tasks.len();
+    if in_flight > 0 {
+        tracing::info!(stage, in_flight, "draining");
+    }
+    let deadline = tokio::time::sleep(runtime.settings.shutdown_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { break },
+            _ = &mut deadline => {
+                tracing::warn!(stage, left = tasks.len(), "shutdown limit reached, handing pages back");
+                abort_trigger.trigger();
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while tasks.join_next().await.is_some() {}
+                }).await;
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+}
+
+async fn handle(runtime: &Runtime, role: &Role, message: Message) {
+    match role {
+        Role::Split => super::split::handle(runtime, message).await,
+        Role::Stage(name) => handle_page(runtime, name, message).await,
+        Role::Assemble => super::assemble::handle(runtime, message).await,
+    }
+}
+
+/// One delivery of a message to a stage: its attempt number, replay mark
+/// and the consumer's settings, and the acks.
+pub(crate) struct Delivery {
+    pub message: Message,
+    pub stage: String,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+    /// Dead-letter sequence the message was replayed from.
+    pub replay: Option<u64>,
+    pub consumer: ConsumerSettings,
+}
+
+impl Delivery {
+    pub fn new(runtime: &Runtime, stage: &str, message: Message) -> Self {
+        let attempt = message.info().map_or(1, |info| info.delivered.max(1) as u32);
+        let replay = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(HEADER_REPLAY))
+            .and_then(|value| value.as_str().parse().ok());
+        let consumer = runtime.route.stage(stage).map(|s| s.consumer.clone()).unwrap_or_default();
+        if attempt > 1 {
+            runtime.metrics.redelivered.with_label_values(&[stage]).inc();
+        }
+        Delivery { message, stage: stage.to_string(), attempt, replay, consumer }
+    }
+
+    /// Runs `work`, telling the server every third of `ack_wait` that the
+    /// message is still being worked on.
+    pub async fn keep_alive<F: Future>(&self, work: F) -> F::Output {
+        let every = (self.consumer.ack_wait / 3).max(Duration::from_millis(200));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = ticks.tick() => {
+                    if let Err(error) = self.message.ack_with(AckKind::Progress).await {
+                        tracing::debug!(%error, "cannot send in-progress ack");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acknowledges the message and waits for the server to confirm. A lost
+    /// ack means a redelivery, which the next stage's de-duplication absorbs.
+    pub async fn done(&self) {
+        if let Err(error) = self.message.double_ack().await {
+            tracing::warn!(%error, stage = self.stage, "ack not confirmed; the message may be redelivered");
+        }
+    }
+
+    /// Stops redelivery of a message that was dealt with by giving up.
+    pub async fn term(&self) {
+        if let Err(error) = self.message.double_ack_with(AckKind::Term).await {
+            tracing::warn!(%error, stage = self.stage, "term not confirmed; the message may be redelivered");
+        }
+    }
+
+    /// Whether `error` should be retried, and after which delay: the
+    /// topology's backoff for this attempt, or the step's hint if longer.
+    pub fn retry_delay(&self, error: &StepError) -> Option<Duration> {
+        match error.retry {
+            Retry::After(hint) if self.attempt < self.consumer.max_deliver => {
+                let backoff = &self.consumer.backoff;
+                let index =
+                    (self.attempt as usize).saturating_sub(1).min(backoff.len().saturating_sub(1));
+                Some(backoff.get(index).copied().unwrap_or_default().max(hint))
+            }
+            _ => None,
+        }
+    }
+
+    /// Naks the message so that it is redelivered after `delay`.
+    pub async fn retry(&self, delay: Duration) {
+        if let Err(error) = self.message.ack_with(AckKind::Nak(Some(delay))).await {
+            tracing::warn!(%error, stage = self.stage, "nak failed; the message is redelivered after ack_wait");
+        }
+    }
+}
+
+/// One page through one page stage.
+async fn handle_page(runtime: &Runtime, stage_name: &str, message: Message) {
+    let delivery = Delivery::new(runtime, stage_name, message);
+    let payload: PagePayload = match schemas::decode(&delivery.message.payload) {
+        Ok(payload) => payload,
+        Err(error) => return undecodable(runtime, &delivery, &error.to_string()).await,
+    };
+    let span = tracing::info_span!(
+        "page",
+        stage = stage_name,
+        doc_id = %payload.task.doc_id,
+        page = payload.task.page_index,
+        attempt = delivery.attempt
+    );
+    async {
+        let in_flight = runtime.metrics.in_flight.with_label_values(&[stage_name]);
+        in_flight.inc();
+        let started = Instant::now();
+        if runtime.cancellations.contains(&payload.task.tenant, &payload.task.doc_id) {
+            let failure = PageFailure {
+                stage: stage_name.to_string(),
+                step: "cancel".into(),
+                error: StepError::reject(ErrorKind::Cancelled, "the document was cancelled"),
+            };
+            tracing::info!("document cancelled, page skipped");
+            give_up_page(runtime, &delivery, payload.task, payload.result, &failure, false).await;
+        } else {
+            let outcome =
+                delivery.keep_alive(process_page(runtime, &delivery, payload.clone())).await;
+            match outcome {
+                Ok(()) => {
+                    delivery.done().await;
+                    runtime.metrics.processed.with_label_values(&[stage_name]).inc();
+                }
+                Err((result, failure)) => {
+                    fail_page(runtime, &delivery, payload.task, result, failure).await;
+                }
+            }
+        }
+        runtime
+            .metrics
+            .stage_seconds
+            .with_label_values(&[stage_name])
+            .observe(started.elapsed().as_secs_f64());
+        in_flight.dec();
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs the stage on the page and publishes it onwards. On failure, returns
+/// the page result as far as it got, and the failure.
+async fn process_page(
+    runtime: &Runtime,
+    delivery: &Delivery,
+    payload: PagePayload,
+) -> Result<(), (PageResult, PageFailure)> {
+    let stage_name = delivery.stage.clone();
+    let failed = |result: PageResult, step: &str, error: StepError| {
+        (result, PageFailure { stage: stage_name.clone(), step: step.to_string(), error })
+    };
+    let Some(index) = runtime.pipeline.stages.iter().position(|s| s.name == stage_name) else {
+        return Err(failed(
+            payload.result,
+            "receive",
+            StepError::internal("stage not in this pipeline"),
+        ));
+    };
+    let queue_wait_us = now_ms().saturating_sub(payload.sent_at_ms).saturating_mul(1000);
+    runtime
+        .metrics
+        .queue_wait_seconds
+        .with_label_values(&[&stage_name])
+        .observe(queue_wait_us as f64 / 1e6);
+    let result_so_far = payload.result.clone();
+    let needs_document = runtime.pipeline.stages[index].needs_document();
+    let page = payload::to_page(payload, &runtime.blobs, &runtime.settings.images, needs_document)
+        .await
+        .map_err(|error| failed(result_so_far, "receive", error))?;
+
+    let pipeline = Arc::clone(&runtime.pipeline);
+    let (mut page, outcome) = tokio::task::spawn_blocking(move || {
+        let mut page = page;
+        let outcome = pipeline.stages[index].run(&mut page, queue_wait_us);
+        (page, outcome)
+    })
+    .await
+    .map_err(|error| {
+        (
+            PageResult::default(),
+            PageFailure {
+                stage: stage_name.clone(),
+                step: "run".into(),
+                error: StepError::internal(format!("stage task failed: {error}")),
+            },
+        )
+    })?;
+    runtime.metrics.observe_steps(&stage_name, &page.result);
+    if let Err(failure) = outcome {
+        return Err((std::mem::take(&mut page.result), failure));
+    }
+
+    let next = runtime.route.next(&stage_name).name.clone();
+    let keep_document = runtime.keep_document(&stage_name);
+    let result_so_far = page.result.clone();
+    let task = page.task.clone();
+    let payload =
+        payload::to_payload(page, &next, &runtime.blobs, &runtime.settings.images, keep_document)
+            .await
+            .map_err(|error| failed(result_so_far.clone(), "send", error))?;
+    let outgoing = page_message(runtime, &payload, &next, delivery.replay).map_err(|error| {
+        failed(result_so_far.clone(), "send", StepError::internal(error.to_string()))
+    })?;
+    runtime.publisher.publish(&outgoing).await.map_err(|error| {
+        tracing::warn!(%error, doc_id = %task.doc_id, "cannot publish page");
+        failed(result_so_far, "send", StepError::reject(ErrorKind::Internal, error.to_string()))
+    })?;
+    Ok(())
+}
+
+/// The message carrying `payload` into stage `to`.
+pub(crate) fn page_message(
+    runtime: &Runtime,
+    payload: &PagePayload,
+    to: &str,
+    replay: Option<u64>,
+) -> Result<Outgoing, schemas::CodecError> {
+    let task = &payload.task;
+    let outgoing = Outgoing::encode(
+        runtime.route.subject(&task.tenant, to),
+        page_msg_id(task, to, replay),
+        &task.doc_id,
+        payload,
+    )?;
+    Ok(match replay {
+        Some(replay) => outgoing.with_header(HEADER_REPLAY, &replay.to_string()),
+        None => outgoing,
+    })
+}
+
+/// A step failed: retry it later, or give the page up.
+async fn fail_page(
+    runtime: &Runtime,
+    delivery: &Delivery,
+    task: PageTask,
+    result: PageResult,
+    failure: PageFailure,
+) {
+    let kind = format!("{:?}", failure.error.kind).to_lowercase();
+    if let Some(delay) = delivery.retry_delay(&failure.error) {
+        tracing::warn!(error = %failure.error, step = failure.step, ?delay, "step failed, page will be retried");
+        runtime.metrics.failed.with_label_values(&[&delivery.stage, &kind, "retry"]).inc();
+        delivery.retry(delay).await;
+        return;
+    }
+    tracing::warn!(error = %failure.error, step = failure.step, "step failed for good, page dead-lettered");
+    runtime.metrics.failed.with_label_values(&[&delivery.stage, &kind, "dead_letter"]).inc();
+    give_up_page(runtime, delivery, task, result, &failure, true).await;
+}
+
+/// Ends a page's journey: (optionally) records it in the dead-letter
+/// stream, sends it to `assemble` marked failed, then terms the input. If a
+/// publish fails the input is left unacknowledged and comes back.
+async fn give_up_page(
+    runtime: &Runtime,
+    delivery: &Delivery,
+    task: PageTask,
+    result: PageResult,
+    failure: &PageFailure,
+    dead_letter: bool,
+) {
+    let record = failure.record(&Page::new(task.clone()), delivery.attempt);
+    let sent = forward_failed(
+        runtime,
+        &delivery.stage,
+        &delivery.message.subject,
+        &delivery.message.payload,
+        task,
+        result,
+        record,
+        delivery.replay,
+        dead_letter,
+    )
+    .await;
+    match sent {
+        Ok(()) => delivery.term().await,
+        Err(error) => {
+            tracing::warn!(%error, "cannot hand the failed page on; it will be redelivered");
+            delivery.retry(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Publishes the dead letter (when `dead_letter`) and the failed page to
+/// `assemble`, both idempotent. Shared by workers and the advisory listener.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn forward_failed(
+    runtime: &Runtime,
+    stage: &str,
+    subject: &str,
+    original: &[u8],
+    mut task: PageTask,
+    mut result: PageResult,
+    record: FailureRecord,
+    replay: Option<u64>,
+    dead_letter: bool,
+) -> Result<(), Error> {
+    if dead_letter {
+        let letter = DeadLetter {
+            tenant: task.tenant.clone(),
+            failure: record.clone(),
+            subject: subject.to_string(),
+            payload: original.to_vec(),
+        };
+        publish_dead_letter(runtime, stage, &page_msg_id(&task, stage, replay), &letter).await?;
+    }
+    let exit = runtime.route.exit().name.clone();
+    if stage == exit {
+        return Ok(());
+    }
+    if matches!(task.source, DocumentSource::Inline { .. }) {
+        task.source = DocumentSource::Inline { bytes: Vec::new() };
+    }
+    result.failure = Some(record);
+    let payload =
+        PagePayload { task, image: None, text_layer: Vec::new(), result, sent_at_ms: now_ms() };
+    let outgoing = page_message(runtime, &payload, &exit, replay)?;
+    runtime.publisher.publish(&outgoing).await?;
+    Ok(())
+}
+
+/// Publishes a dead letter for a message of `stage` whose own id is `id`.
+pub(crate) async fn publish_dead_letter(
+    runtime: &Runtime,
+    stage: &str,
+    id: &str,
+    letter: &DeadLetter,
+) -> Result<(), Error> {
+    let outgoing = Outgoing::encode(
+        dead_letter(&letter.tenant, stage),
+        format!("dead/{id}"),
+        &letter.failure.doc_id,
+        letter,
+    )?;
+    runtime.publisher.publish(&outgoing).await?;
+    runtime.metrics.dead_lettered.with_label_values(&[stage]).inc();
+    Ok(())
+}
+
+/// A message that cannot even be decoded: dead-lettered as is, then termed.
+pub(crate) async fn undecodable(runtime: &Runtime, delivery: &Delivery, reason: &str) {
+    let subject = delivery.message.subject.to_string();
+    // pagestream.<tenant>.…: the tenant is the second token.
+    let tenant =
+        subject.split('.').nth(1).filter(|t| schemas::subjects::validate_tenant(t).is_ok());
+    let tenant = tenant.unwrap_or("unknown").to_string();
+    tracing::warn!(%reason, subject, stage = delivery.stage, "undecodable message dead-lettered");
+    let sequence = delivery.message.info().map_or(0, |info| info.stream_sequence);
+    let letter = DeadLetter {
+        tenant,
+        failure: FailureRecord {
+            doc_id: String::new(),
+            page_index: None,
+            stage: delivery.stage.clone(),
+            step: "receive".into(),
+            kind: ErrorKind::MalformedMessage,
+            message: format!("cannot decode message: {reason}"),
+            attempts: delivery.attempt,
+            at_ms: now_ms(),
+        },
+        subject,
+        payload: delivery.message.payload.to_vec(),
+    };
+    let id = format!("{}/seq/{sequence}", delivery.stage);
+    match publish_dead_letter(runtime, &delivery.stage, &id, &letter).await {
+        Ok(()) => delivery.term().await,
+        Err(error) => {
+            tracing::warn!(%error, "cannot dead-letter the message; it will be redelivered");
+            delivery.retry(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Polls the lag of the consumers every few seconds for the metrics, and
+/// readiness from the connection state.
+async fn poll_lag(runtime: Arc<Runtime>, consumers: Vec<(String, PullConsumer)>, ready: Readiness) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticks.tick().await;
+        let connected =
+            runtime.js.client().connection_state() == async_nats::connection::State::Connected;
+        ready.set(connected);
+        for (stage, consumer) in &consumers {
+            if let Ok(info) = consumer.get_info().await {
+                let metrics = &runtime.metrics;
+                let pending = i64::try_from(info.num_pending).unwrap_or(i64::MAX);
+                let ack_pending = i64::try_from(info.num_ack_pending).unwrap_or(i64::MAX);
+                metrics.consumer_pending.with_label_values(&[stage]).set(pending);
+                metrics.consumer_ack_pending.with_label_values(&[stage]).set(ack_pending);
+                metrics
+                    .consumer_lag
+                    .with_label_values(&[stage])
+                    .set(pending.saturating_add(ack_pending));
+            }
+        }
+    }
+}
