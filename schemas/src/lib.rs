@@ -6,6 +6,25 @@
 //! are only ever added (with a default), never renamed or retyped within a
 //! schema version, so old readers keep working. `schemas/WIRE.md` documents
 //! the format for clients in other languages.
+//!
+//! ```
+//! use schemas::{CodecError, ErrorKind, FailureRecord, PageResult, decode, encode};
+//!
+//! let failure = FailureRecord {
+//!     doc_id: "064b6618".into(),
+//!     page_index: Some(2),
+//!     stage: "ocr".into(),
+//!     step: "recognize".into(),
+//!     kind: ErrorKind::Timeout,
+//!     message: "recognition took longer than 30 s".into(),
+//!     attempts: 5,
+//!     at_ms: 1_767_225_661_250,
+//! };
+//! let bytes = encode(&failure)?;
+//! assert_eq!(decode::<FailureRecord>(&bytes)?, failure);
+//! assert!(matches!(decode::<PageResult>(&bytes), Err(CodecError::WrongKind { .. })));
+//! # Ok::<(), CodecError>(())
+//! ```
 
 mod codec;
 mod document;

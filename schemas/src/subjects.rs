@@ -58,14 +58,6 @@ pub fn dead_letter(tenant: &str, stage: &str) -> String {
     format!("{PREFIX}.{tenant}.dead.{stage}")
 }
 
-/// `Nats-Msg-Id` of a page published to `stage`: `<doc_id>/<page_index>/<stage>`,
-/// so that a redelivered page published again is dropped by the stream.
-///
-/// A submission's id is its document id (the hex sha256 of the bytes).
-pub fn page_msg_id(doc_id: &str, page_index: u32, stage: &str) -> String {
-    format!("{doc_id}/{page_index}/{stage}")
-}
-
 /// Why a tenant name cannot be used in a subject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TenantError {
@@ -130,7 +122,6 @@ mod tests {
         assert_eq!(result("acme", doc), format!("pagestream.acme.results.{doc}"));
         assert_eq!(event("acme", "document.done"), "pagestream.acme.events.document.done");
         assert_eq!(dead_letter("acme", "layout"), "pagestream.acme.dead.layout");
-        assert_eq!(page_msg_id(doc, 3, "enrich"), format!("{doc}/3/enrich"));
     }
 
     #[test]

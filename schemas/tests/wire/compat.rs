@@ -288,3 +288,27 @@ fn nesting_is_limited_to_max_depth() {
     let too_deep = decode_value::<DocumentSubmission>(&nested_submission(MAX_DEPTH + 1));
     assert!(matches!(too_deep, Err(CodecError::Malformed(_))), "{too_deep:?}");
 }
+
+/// Levels of maps and arrays in `value`.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Map(entries) => 1 + entries.iter().map(|(_, value)| depth(value)).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[test]
+fn messages_nest_well_within_max_depth() {
+    // WIRE.md promises 9 levels at most for this schema version.
+    struct Depth(usize);
+    impl EachKind for Depth {
+        fn check<M: Message + PartialEq + Debug>(&mut self, value: M) {
+            self.0 = self.0.max(depth(&value_of(&value)));
+        }
+    }
+    let mut deepest = Depth(0);
+    crate::each_kind(&mut deepest);
+    assert_eq!(deepest.0, 9);
+    const { assert!(9 < MAX_DEPTH) };
+}
