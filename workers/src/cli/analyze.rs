@@ -117,8 +117,12 @@ pub fn run(global: &GlobalArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     Ok(if failed > 0 || !write_errors.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// Files named, and the files below directories named (sorted, hidden
-/// entries skipped).
+/// File extensions picked up when a directory is searched; files named
+/// explicitly are always tried (their type is sniffed from their bytes).
+const DOCUMENT_EXTENSIONS: &[&str] = &["pdf", "png", "jpg", "jpeg", "tif", "tiff"];
+
+/// Files named, and the documents below directories named (sorted, hidden
+/// entries skipped, only [`DOCUMENT_EXTENSIONS`]).
 fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
@@ -144,11 +148,17 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let file_type = entry.file_type()?;
         if file_type.is_dir() {
             walk(&path, files)?;
-        } else if file_type.is_file() || path.is_file() {
+        } else if (file_type.is_file() || path.is_file()) && is_document(&path) {
             files.push(path);
         }
     }
     Ok(())
+}
+
+fn is_document(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| DOCUMENT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn read_input(path: &Path, max_bytes: u64, tenant: &str) -> Input {
