@@ -2,9 +2,9 @@
 //! timing each and turning errors and panics into a [`PageFailure`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use schemas::{FailureRecord, StepTiming};
+use schemas::{ErrorKind, FailureRecord, StepTiming};
 
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
@@ -17,6 +17,11 @@ pub struct Stage {
     pub steps: Vec<Box<dyn Step>>,
     /// Pages this stage works on at once (worker threads or tasks).
     pub concurrency: usize,
+    /// Longest a step may take on one page; a step that takes longer fails
+    /// the page with [`ErrorKind::Timeout`] once it returns (a step is not
+    /// interrupted: a step that never returns is caught by the transport,
+    /// e.g. JetStream's ack wait and max deliveries).
+    pub step_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Stage {
@@ -56,7 +61,7 @@ impl PageFailure {
 
 impl Stage {
     pub fn new(name: impl Into<String>, steps: Vec<Box<dyn Step>>) -> Self {
-        Stage { name: name.into(), steps, concurrency: 1 }
+        Stage { name: name.into(), steps, concurrency: 1, step_timeout: None }
     }
 
     /// Whether a step of this stage reads the document bytes.
@@ -71,12 +76,21 @@ impl Stage {
         for (i, step) in self.steps.iter().enumerate() {
             let mut meter = StepMeter::default();
             let started = Instant::now();
-            let outcome = catch_unwind(AssertUnwindSafe(|| step.run(page, &mut meter)))
+            let mut outcome = catch_unwind(AssertUnwindSafe(|| step.run(page, &mut meter)))
                 .unwrap_or_else(|panic| Err(StepError::internal(panic_message(&panic))));
+            let elapsed = started.elapsed();
+            if let Some(limit) = self.step_timeout.filter(|limit| elapsed > *limit) {
+                if outcome.is_ok() {
+                    outcome = Err(StepError::reject(
+                        ErrorKind::Timeout,
+                        format!("step took {elapsed:.1?}, the limit is {limit:?}"),
+                    ));
+                }
+            }
             page.result.timings.push(StepTiming {
                 stage: self.name.clone(),
                 step: step.name().to_string(),
-                duration_us: started.elapsed().as_micros() as u64,
+                duration_us: elapsed.as_micros() as u64,
                 inference_us: meter.inference.as_micros() as u64,
                 queue_wait_us: if i == 0 { queue_wait_us } else { 0 },
             });
@@ -126,7 +140,7 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::{DocumentKind, DocumentSource, ErrorKind, PageTask};
+    use schemas::{DocumentKind, DocumentSource, PageTask};
 
     struct Fails;
     impl Step for Fails {
@@ -183,6 +197,29 @@ mod tests {
         let steps: Vec<_> = page.result.timings.iter().map(|t| t.step.as_str()).collect();
         assert_eq!(steps, ["sets_width", "fails"]);
         assert_eq!(page.result.timings[0].queue_wait_us, 17);
+    }
+
+    struct Sleeps;
+    impl Step for Sleeps {
+        fn name(&self) -> &'static str {
+            "sleeps"
+        }
+        fn run(&self, _: &mut Page, _: &mut StepMeter) -> Result<(), StepError> {
+            std::thread::sleep(Duration::from_millis(30));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_step_past_its_time_limit_fails_the_page() {
+        let mut stage = Stage::new("s", vec![Box::new(Sleeps), Box::new(SetsWidth)]);
+        stage.step_timeout = Some(Duration::from_millis(1));
+        let mut page = page();
+        let failure = stage.run(&mut page, 0).unwrap_err();
+        assert_eq!((failure.step.as_str(), failure.error.kind), ("sleeps", ErrorKind::Timeout));
+        assert_eq!(page.result.width, 0);
+        stage.step_timeout = Some(Duration::from_secs(3600));
+        assert!(stage.run(&mut page, 0).is_ok());
     }
 
     #[test]

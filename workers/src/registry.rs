@@ -56,6 +56,7 @@ pub fn build(topology: &Topology, home: &Home) -> Result<Pipeline, BuildError> {
             .collect::<Result<Vec<_>, _>>()?;
         let mut stage = Stage::new(spec.name(), steps);
         stage.concurrency = spec.concurrency().max(1) as usize;
+        stage.step_timeout = Some(limits.step_timeout);
         stages.push(stage);
     }
     Ok(Pipeline { splitter, stages })
