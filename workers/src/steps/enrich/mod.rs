@@ -6,14 +6,19 @@
 //! [`tables::BuildTables`] and [`classify::ClassifyPage`] (which looks at the
 //! fields and tables found before it).
 
+pub mod classify;
 pub mod fields;
 pub mod language;
 pub mod reading_order;
+pub mod tables;
 
+pub use classify::ClassifyPage;
 pub use fields::ExtractFields;
 pub use language::DetectLanguage;
 pub use reading_order::OrderReading;
+pub use tables::BuildTables;
 
+use image::GrayImage;
 use schemas::{BBox, Diagnostic, DiagnosticLevel};
 
 /// A diagnostic of `step` with a stable `code`.
@@ -70,6 +75,38 @@ pub(crate) fn rows(boxes: &[BBox]) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// The darkest gray level that still counts as paper: pixels at or below the
+/// returned level are ink. Otsu's threshold (computed in 64 bits, as pages
+/// of more than 16 million pixels overflow `imageproc::contrast::otsu_level`),
+/// capped at 200 so that a blank or evenly toned page has no ink.
+pub(crate) fn ink_level(gray: &GrayImage) -> u8 {
+    const PAPER: u8 = 200;
+    let mut histogram = [0u64; 256];
+    for pixel in gray.pixels() {
+        histogram[pixel.0[0] as usize] += 1;
+    }
+    let total: u64 = histogram.iter().sum();
+    let total_sum: f64 = histogram.iter().enumerate().map(|(v, &n)| v as f64 * n as f64).sum();
+    let (mut weight, mut sum, mut best, mut level) = (0u64, 0f64, 0f64, 0u8);
+    for (v, &n) in histogram.iter().enumerate() {
+        weight += n;
+        if weight == 0 {
+            continue;
+        }
+        if weight == total {
+            break;
+        }
+        sum += v as f64 * n as f64;
+        let (w0, w1) = (weight as f64, (total - weight) as f64);
+        let between = w0 * w1 * (sum / w0 - (total_sum - sum) / w1).powi(2);
+        if between > best {
+            best = between;
+            level = v as u8;
+        }
+    }
+    level.min(PAPER)
+}
+
 /// The median of `values`; 0 for none.
 pub(crate) fn median(mut values: Vec<f32>) -> f32 {
     if values.is_empty() {
@@ -83,9 +120,23 @@ pub(crate) fn median(mut values: Vec<f32>) -> f32 {
 /// steps.
 #[cfg(test)]
 pub(crate) mod testing {
+    use image::{Rgb, RgbImage};
+    use imageproc::drawing::draw_filled_rect_mut;
+    use imageproc::rect::Rect;
     use schemas::{BBox, DocumentKind, DocumentSource, Line, PageTask, TextSource, Word};
 
     use crate::page::Page;
+
+    /// A white page image.
+    pub fn blank(width: u32, height: u32) -> RgbImage {
+        RgbImage::from_pixel(width, height, Rgb([255, 255, 255]))
+    }
+
+    /// Draws a black bar of `width` x `height` pixels at (`x`, `y`).
+    pub fn bar(image: &mut RgbImage, x: u32, y: u32, width: u32, height: u32) {
+        let rect = Rect::at(x as i32, y as i32).of_size(width.max(1), height.max(1));
+        draw_filled_rect_mut(image, rect, Rgb([0, 0, 0]));
+    }
 
     /// An empty page of the given size, no image.
     pub fn page(width: u32, height: u32) -> Page {
