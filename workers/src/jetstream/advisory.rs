@@ -18,7 +18,7 @@ use schemas::{DocumentSubmission, ErrorKind, FailureRecord, PagePayload};
 use serde::Deserialize;
 
 use super::split::give_up_document;
-use super::worker::{Role, forward_failed};
+use super::worker::{Role, document_finished, forward_failed};
 use super::{Error, HEADER_REPLAY, Runtime};
 use crate::pipeline::now_ms;
 
@@ -107,20 +107,24 @@ async fn give_up(runtime: &Runtime, advisory: &MaxDeliveries) -> Result<(), Erro
             .await?;
     } else {
         let payload: PagePayload = schemas::decode(&message.payload)?;
-        let failure = record(&payload.task.doc_id, Some(payload.task.page_index));
-        let PagePayload { task, result, .. } = payload;
-        forward_failed(
-            runtime,
-            stage,
-            &message.subject,
-            &message.payload,
-            task,
-            result,
-            failure,
-            replay,
-            true,
-        )
-        .await?;
+        if replay.is_none() && document_finished(runtime, &payload.task).await {
+            tracing::debug!("undeliverable page of a finished document, dropped");
+        } else {
+            let failure = record(&payload.task.doc_id, Some(payload.task.page_index));
+            let PagePayload { task, result, .. } = payload;
+            forward_failed(
+                runtime,
+                stage,
+                &message.subject,
+                &message.payload,
+                task,
+                result,
+                failure,
+                replay,
+                true,
+            )
+            .await?;
+        }
     }
     runtime.metrics.failed.with_label_values(&[stage, "timeout", "dead_letter"]).inc();
     stream

@@ -383,7 +383,14 @@ async fn handle_page(runtime: &Runtime, stage_name: &str, message: Message) {
         let in_flight = runtime.metrics.in_flight.with_label_values(&[stage_name]);
         in_flight.inc();
         let started = Instant::now();
-        if runtime.cancellations.contains(&payload.task.tenant, &payload.task.doc_id) {
+        if delivery.attempt > 1
+            && delivery.replay.is_none()
+            && document_finished(runtime, &payload.task).await
+        {
+            // A redelivery whose first attempt went through (its ack was lost).
+            tracing::debug!("page of a finished document, skipped");
+            delivery.done().await;
+        } else if runtime.cancellations.contains(&payload.task.tenant, &payload.task.doc_id) {
             let failure = PageFailure {
                 stage: stage_name.to_string(),
                 step: "cancel".into(),
@@ -505,6 +512,17 @@ pub(crate) fn page_message(
     })
 }
 
+/// Whether the page's document has finished (its result is published):
+/// nothing is left to do for the page.
+pub(crate) async fn document_finished(runtime: &Runtime, task: &PageTask) -> bool {
+    match runtime.documents.get(&task.tenant, &task.doc_id).await {
+        Ok(Some(state)) => {
+            state.submitted_at_ms == task.submitted_at_ms && state.finished.is_some()
+        }
+        _ => false,
+    }
+}
+
 /// A step failed: retry it later, or give the page up.
 async fn fail_page(
     runtime: &Runtime,
@@ -513,6 +531,11 @@ async fn fail_page(
     result: PageResult,
     failure: PageFailure,
 ) {
+    if delivery.replay.is_none() && document_finished(runtime, &task).await {
+        tracing::debug!(error = %failure.error, "page of a finished document failed, dropped");
+        delivery.done().await;
+        return;
+    }
     let kind = format!("{:?}", failure.error.kind).to_lowercase();
     if let Some(delay) = delivery.retry_delay(&failure.error) {
         tracing::warn!(error = %failure.error, step = failure.step, ?delay, "step failed, page will be retried");
