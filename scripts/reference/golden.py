@@ -88,6 +88,19 @@ def orientation(img: np.ndarray) -> dict:
     return {label: round(float(p), 5) for label, p in zip(labels, probs)}
 
 
+def to_json(golden: dict) -> str:
+    """Pretty JSON with one line per OCR line or region (easy to diff)."""
+    parts = []
+    for key, value in golden.items():
+        if isinstance(value, list):
+            items = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in value)
+            text = f"[\n{items}\n  ]" if value else "[]"
+        else:
+            text = json.dumps(value, ensure_ascii=False)
+        parts.append(f"  {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("page", type=Path)
@@ -107,7 +120,7 @@ def main() -> None:
     }
     out = args.out or ROOT / "workers" / "tests" / "golden" / f"{args.page.stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+    out.write_text(to_json(golden))
     print(f"{out}: {len(golden['lines'])} lines, {len(golden['regions'])} regions")
 
 

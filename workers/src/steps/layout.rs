@@ -104,7 +104,8 @@ impl DetectRegions {
                 let (cx, cy) = (((cell % cols) as f32 + 0.5) * s, ((cell / cols) as f32 + 0.5) * s);
                 let d = &dists.data[cell * 4 * BINS..(cell + 1) * 4 * BINS];
                 let side = |k: usize| expected_bin(&d[k * BINS..(k + 1) * BINS]) * s;
-                let bbox = BBox { x0: cx - side(0), y0: cy - side(1), x1: cx + side(2), y1: cy + side(3) };
+                let bbox =
+                    BBox { x0: cx - side(0), y0: cy - side(1), x1: cx + side(2), y1: cy + side(3) };
                 let scores = scores.data[cell * n_classes..(cell + 1) * n_classes].to_vec();
                 candidates.push(Candidate { bbox, scores });
             }

@@ -4,7 +4,6 @@
 
 use image::GrayImage;
 use imageproc::contours::find_contours;
-use imageproc::geometry::min_area_rect;
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -72,7 +71,9 @@ pub fn text_boxes(
         .into_iter()
         .take(params.max_candidates)
         .filter_map(|contour| {
-            let rect = min_area_rect(&contour.points).map(|p| [p.x as f32, p.y as f32]);
+            let points: Vec<[i64; 2]> =
+                contour.points.iter().map(|p| [i64::from(p.x), i64::from(p.y)]).collect();
+            let rect = min_area_rect(points);
             if short_side(&rect) < MIN_SIZE {
                 return None;
             }
@@ -87,8 +88,9 @@ pub fn text_boxes(
             let scaled = grown.map(|[x, y]| {
                 [(x * sx).round().clamp(0.0, dest_w), (y * sy).round().clamp(0.0, dest_h)]
             });
-            let quad = order_corners(scaled)
-                .map(|[x, y]| [x.clamp(0.0, dest_w - 1.0).trunc(), y.clamp(0.0, dest_h - 1.0).trunc()]);
+            let quad = order_corners(scaled).map(|[x, y]| {
+                [x.clamp(0.0, dest_w - 1.0).trunc(), y.clamp(0.0, dest_h - 1.0).trunc()]
+            });
             let too_small = |a: [f32; 2], b: [f32; 2]| distance(a, b).trunc() <= 3.0;
             if too_small(quad[0], quad[1]) || too_small(quad[0], quad[3]) {
                 return None;
@@ -150,12 +152,65 @@ fn short_side(rect: &Quad) -> f32 {
     d.into_iter().fold(f32::INFINITY, f32::min)
 }
 
-/// Mean of `prob` over the pixels of the convex polygon `quad` (the
-/// reference's "fast" box score).
+/// The convex hull of `points`, counter-clockwise (Andrew's monotone chain).
+fn convex_hull(mut points: Vec<[i64; 2]>) -> Vec<[i64; 2]> {
+    points.sort_unstable();
+    points.dedup();
+    if points.len() < 3 {
+        return points;
+    }
+    let cross = |o: [i64; 2], a: [i64; 2], b: [i64; 2]| {
+        (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+    };
+    let mut hull: Vec<[i64; 2]> = Vec::with_capacity(2 * points.len());
+    for pass in [&points[..], &points.iter().rev().copied().collect::<Vec<_>>()[..]] {
+        let start = hull.len();
+        for &p in pass {
+            while hull.len() >= start + 2
+                && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0
+            {
+                hull.pop();
+            }
+            hull.push(p);
+        }
+        hull.pop(); // the last point starts the other half
+    }
+    hull
+}
+
+/// The minimum-area rectangle holding `points` (rotating calipers over
+/// every edge of their convex hull), corners in order around it.
+fn min_area_rect(points: Vec<[i64; 2]>) -> Quad {
+    let hull: Vec<[f64; 2]> =
+        convex_hull(points).into_iter().map(|[x, y]| [x as f64, y as f64]).collect();
+    let Some(&first) = hull.first() else { return [[0.0; 2]; 4] };
+    let mut best = (f64::INFINITY, [first; 4]);
+    for (i, a) in hull.iter().enumerate() {
+        let b = hull[(i + 1) % hull.len()];
+        let len = (b[0] - a[0]).hypot(b[1] - a[1]);
+        let u = if len > 0.0 { [(b[0] - a[0]) / len, (b[1] - a[1]) / len] } else { [1.0, 0.0] };
+        let v = [-u[1], u[0]];
+        let (mut s0, mut s1, mut t0, mut t1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for p in &hull {
+            let (s, t) = (p[0] * u[0] + p[1] * u[1], p[0] * v[0] + p[1] * v[1]);
+            (s0, s1, t0, t1) = (s0.min(s), s1.max(s), t0.min(t), t1.max(t));
+        }
+        let area = (s1 - s0) * (t1 - t0);
+        if area < best.0 {
+            let at = |s: f64, t: f64| [s * u[0] + t * v[0], s * u[1] + t * v[1]];
+            best = (area, [at(s0, t0), at(s1, t0), at(s1, t1), at(s0, t1)]);
+        }
+    }
+    best.1.map(|[x, y]| [x as f32, y as f32])
+}
+
+/// Mean of `prob` over the pixels of the convex polygon `quad`, its corners
+/// cut to whole pixels (the reference's "fast" box score).
 fn mean_inside(prob: &[f32], width: usize, height: usize, quad: &Quad) -> f32 {
-    let (min_y, max_y) = quad.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), p| {
-        (lo.min(p[1]), hi.max(p[1]))
-    });
+    let quad = &quad.map(|[x, y]| [x.floor(), y.floor()]);
+    let (min_y, max_y) = quad
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), p| (lo.min(p[1]), hi.max(p[1])));
     let y0 = (min_y.floor().max(0.0) as usize).min(height - 1);
     let y1 = (max_y.ceil().max(0.0) as usize).min(height - 1);
     let (mut sum, mut count) = (0f64, 0usize);
@@ -294,6 +349,25 @@ mod tests {
             *p = 0.35; // above thresh, below box_thresh
         }
         assert!(text_boxes(&prob, 100, 100, (100, 100), &Params::default()).is_empty());
+    }
+
+    #[test]
+    fn the_minimum_rectangle_follows_a_tilted_hull() {
+        // the corners and edge points of a 25 x 5 bar tilted by atan(3/4)
+        let mut points = Vec::new();
+        for k in 0..=5 {
+            for (ox, oy) in [(0, 0), (-3, 4)] {
+                points.push([4 * k + ox, 3 * k + oy]);
+            }
+        }
+        let rect = min_area_rect(points);
+        let sides = [distance(rect[0], rect[1]), distance(rect[1], rect[2])];
+        let (short, long) = (sides[0].min(sides[1]), sides[0].max(sides[1]));
+        assert!((short - 5.0).abs() < 1e-4 && (long - 25.0).abs() < 1e-4, "{rect:?}");
+        assert_eq!(
+            convex_hull(vec![[0, 0], [2, 0], [1, 0], [0, 0], [2, 2], [0, 2], [1, 1]]).len(),
+            4
+        );
     }
 
     #[test]

@@ -99,8 +99,9 @@ impl DetectText {
             &self.config.db,
         );
         let (rx, ry) = (width as f32 / work_w as f32, height as f32 / work_h as f32);
-        let to_page =
-            |q: &Quad| q.map(|[x, y]| [(x * rx).clamp(0.0, width as f32), (y * ry).clamp(0.0, height as f32)]);
+        let to_page = |q: &Quad| {
+            q.map(|[x, y]| [(x * rx).clamp(0.0, width as f32), (y * ry).clamp(0.0, height as f32)])
+        };
         Ok(boxes
             .into_par_iter()
             .filter(|b| !skip(&to_page(&b.quad)))
@@ -124,8 +125,12 @@ impl Step for DetectText {
         if !page.text_layer.is_empty() {
             let (w, h) = image.dimensions();
             let whole = BBox { x0: 0.0, y0: 0.0, x1: w as f32, y1: h as f32 };
-            let cover =
-                Coverage::of(&page.text_layer, &page.result.regions, whole, &self.config.text_layer);
+            let cover = Coverage::of(
+                &page.text_layer,
+                &page.result.regions,
+                whole,
+                &self.config.text_layer,
+            );
             page.result.lines.extend(cover.lines.iter().cloned());
             sort_lines(&mut page.result.lines);
             if cover.complete {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use image::imageops;
 use rayon::prelude::*;
 use schemas::{BBox, Line, TextSource, Word};
 use serde::Deserialize;
@@ -26,11 +27,15 @@ pub struct Config {
     pub min_width: u32,
     /// Lines read with a lower mean character probability are dropped.
     pub min_score: f32,
+    /// Lines the classifier turned and that read with a lower score are read
+    /// unturned too, keeping the better reading (the classifier squashes
+    /// long lines to 192 pixels and sometimes turns them wrongly).
+    pub recheck_turned_below: f32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { batch_size: 6, min_width: 320, min_score: 0.5 }
+        Config { batch_size: 6, min_width: 320, min_score: 0.5, recheck_turned_below: 0.9 }
     }
 }
 
@@ -75,7 +80,8 @@ impl RecognizeText {
                 .zip(input.par_chunks_mut(per_line))
                 .map(|(&i, out)| write_line(&lines[i].crop, width, width as usize, out))
                 .collect();
-            let outputs = self.model.run(&[batch.len(), 3, height, width as usize], &input, meter)?;
+            let outputs =
+                self.model.run(&[batch.len(), 3, height, width as usize], &input, meter)?;
             let probs = outputs.tensor(0, 3)?;
             let (steps, classes) = (probs.shape[1] as usize, probs.shape[2] as usize);
             if probs.shape[0] as usize != batch.len() || classes != self.classes.len() || steps == 0
@@ -133,11 +139,33 @@ impl Step for RecognizeText {
     }
 
     fn run(&self, page: &mut Page, meter: &mut StepMeter) -> Result<(), StepError> {
-        let candidates = std::mem::take(&mut page.ocr.lines);
+        let mut candidates = std::mem::take(&mut page.ocr.lines);
         if candidates.is_empty() {
             return Ok(());
         }
-        let readings = self.read(&candidates, meter)?;
+        let mut readings = self.read(&candidates, meter)?;
+        let doubtful: Vec<usize> = (0..candidates.len())
+            .filter(|&i| {
+                candidates[i].flipped && readings[i].score < self.config.recheck_turned_below
+            })
+            .collect();
+        if !doubtful.is_empty() {
+            let unturned: Vec<Candidate> = doubtful
+                .iter()
+                .map(|&i| {
+                    let mut line = candidates[i].clone();
+                    imageops::rotate180_in_place(&mut line.crop);
+                    line.flipped = false;
+                    line
+                })
+                .collect();
+            let second = self.read(&unturned, meter)?;
+            for ((&i, line), reading) in doubtful.iter().zip(unturned).zip(second) {
+                if reading.score > readings[i].score {
+                    (candidates[i], readings[i]) = (line, reading);
+                }
+            }
+        }
         let lines = candidates.iter().zip(readings).filter_map(|(candidate, reading)| {
             let keep = !reading.text.trim().is_empty() && reading.score >= self.config.min_score;
             keep.then(|| reading.into_line(candidate))

@@ -148,8 +148,14 @@ mod tests {
         let texts: Vec<&str> = cover.lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["Dear customer, thank you", "Page 1 of 2"]);
         let config = Config::default();
-        assert!(cover.covers(&BBox { x0: 70.0, y0: 100.0, x1: 300.0, y1: 130.0 }, config.max_overlap));
-        assert!(!cover.covers(&BBox { x0: 70.0, y0: 500.0, x1: 300.0, y1: 530.0 }, config.max_overlap));
-        assert!(!cover.covers(&BBox { x0: 720.0, y0: 50.0, x1: 900.0, y1: 80.0 }, config.max_overlap));
+        assert!(
+            cover.covers(&BBox { x0: 70.0, y0: 100.0, x1: 300.0, y1: 130.0 }, config.max_overlap)
+        );
+        assert!(
+            !cover.covers(&BBox { x0: 70.0, y0: 500.0, x1: 300.0, y1: 530.0 }, config.max_overlap)
+        );
+        assert!(
+            !cover.covers(&BBox { x0: 720.0, y0: 50.0, x1: 900.0, y1: 80.0 }, config.max_overlap)
+        );
     }
 }

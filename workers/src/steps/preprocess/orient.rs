@@ -79,14 +79,19 @@ impl Orient {
     }
 
     /// What the model thinks of `image`; none for extreme aspect ratios.
-    pub fn guess(&self, image: &RgbImage, meter: &mut StepMeter) -> Result<Option<Guess>, StepError> {
+    pub fn guess(
+        &self,
+        image: &RgbImage,
+        meter: &mut StepMeter,
+    ) -> Result<Option<Guess>, StepError> {
         let (w, h) = image.dimensions();
         let (short, long) = (w.min(h), w.max(h));
         if short == 0 || long / short > MAX_ASPECT {
             return Ok(None);
         }
         let scale = f64::from(SHORT_SIDE) / f64::from(short);
-        let (sw, sh) = ((f64::from(w) * scale).round() as u32, (f64::from(h) * scale).round() as u32);
+        let (sw, sh) =
+            ((f64::from(w) * scale).round() as u32, (f64::from(h) * scale).round() as u32);
         let resized = resize_lanczos4(image, sw.max(CROP), sh.max(CROP));
         let (x, y) = ((resized.width() - CROP) / 2, (resized.height() - CROP) / 2);
         let crop = imageops::crop_imm(&resized, x, y, CROP, CROP).to_image();
@@ -100,7 +105,9 @@ impl Orient {
                 self.angles.len()
             )));
         }
-        let at = |angle: u16| self.angles.iter().position(|a| *a == angle).map_or(0.0, |i| probs.data[i]);
+        let at = |angle: u16| {
+            self.angles.iter().position(|a| *a == angle).map_or(0.0, |i| probs.data[i])
+        };
         let (best, confidence) = probs
             .data
             .iter()

@@ -1,0 +1,340 @@
+//! The model steps (orient, detect_regions, detect_text, classify_lines,
+//! recognize_text) with the real models on the sample pages: against the
+//! reference pipeline's output (`tests/golden/`, made by
+//! `scripts/reference/golden.py`) and against a PDF's own text layer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use image::RgbImage;
+use schemas::{BBox, DocumentSource, DocumentSubmission, Line, RegionKind, TextSource};
+use serde::Deserialize;
+use topology::catalogue::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
+use workers::home::Home;
+use workers::models::{ModelError, ModelSpec, Models};
+use workers::page::{Page, StepMeter};
+use workers::steps::Step;
+use workers::steps::layout::DetectRegions;
+use workers::steps::ocr::classify::ClassifyLines;
+use workers::steps::ocr::detect::DetectText;
+use workers::steps::ocr::recognize::RecognizeText;
+use workers::steps::preprocess::orient::Orient;
+use workers::steps::render::{ExtractText, Rasterize};
+use workers::steps::split::Splitter;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The installed runtime and models; a clear failure when they are not.
+fn home() -> Home {
+    let home = Home::new(repo().join(".pagestream"));
+    let lib = home.onnxruntime_lib();
+    assert!(lib.is_file(), "{} is missing: run ./setup", lib.display());
+    home
+}
+
+fn specs(home: &Home, names: &[&str]) -> Vec<ModelSpec> {
+    let topology = topology::Pipeline::embedded().expect("embedded topology");
+    names
+        .iter()
+        .map(|name| {
+            let path = topology.model_path(name, &home.models_dir()).expect("model in topology");
+            assert!(path.is_file(), "{} is missing: run ./setup", path.display());
+            ModelSpec::new(name, path)
+        })
+        .collect()
+}
+
+/// All five models, two sessions each (tests run on two threads).
+fn models() -> &'static Models {
+    static MODELS: OnceLock<Models> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        let home = home();
+        let names = [MODEL_ORIENTATION, MODEL_LAYOUT, MODEL_DET, MODEL_CLS, MODEL_REC];
+        Models::load(&home.onnxruntime_lib(), &specs(&home, &names), 2).expect("models load")
+    })
+}
+
+fn ocr_steps() -> Vec<Box<dyn Step>> {
+    let m = models();
+    vec![
+        Box::new(DetectText::new(Default::default(), m.get(MODEL_DET).unwrap())),
+        Box::new(ClassifyLines::new(Default::default(), m.get(MODEL_CLS).unwrap())),
+        Box::new(RecognizeText::new(Default::default(), m.get(MODEL_REC).unwrap()).unwrap()),
+    ]
+}
+
+fn run(steps: &[Box<dyn Step>], page: &mut Page) -> StepMeter {
+    let mut meter = StepMeter::default();
+    for step in steps {
+        step.run(page, &mut meter).unwrap_or_else(|e| panic!("{}: {e}", step.name()));
+    }
+    meter
+}
+
+/// Page `index` of the document at `path` (relative to the repository),
+/// split and rendered by the render stage: image and text layer.
+fn render(path: &str) -> Page {
+    let home = home();
+    workers::pdf::init(&home.pdfium_lib()).expect("PDFium is installed: run ./setup");
+    let bytes = std::fs::read(repo().join(path)).unwrap();
+    let submission = DocumentSubmission {
+        doc_id: workers::embedded::doc_id(&bytes),
+        tenant: "test".into(),
+        file_name: None,
+        source: DocumentSource::Inline { bytes: Vec::new() },
+        submitted_at_ms: 0,
+    };
+    let split = Splitter::default()
+        .split(&submission, &bytes, &DocumentSource::Inline { bytes: Vec::new() })
+        .unwrap();
+    let mut page = Page::new(split.tasks[0].clone());
+    page.document = Some(Arc::new(bytes));
+    run(&[Box::new(Rasterize::default()), Box::new(ExtractText::default())], &mut page);
+    page
+}
+
+fn image(path: &str) -> RgbImage {
+    image::open(repo().join(path)).unwrap().to_rgb8()
+}
+
+#[derive(Deserialize)]
+struct Golden {
+    lines: Vec<GoldenLine>,
+    regions: Vec<GoldenRegion>,
+}
+
+#[derive(Deserialize)]
+struct GoldenLine {
+    quad: [[f32; 2]; 4],
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct GoldenRegion {
+    label: String,
+    bbox: [f32; 4],
+}
+
+fn golden(name: &str) -> Golden {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn iou(a: &BBox, b: &BBox) -> f32 {
+    let inter = a.intersection_area(b);
+    inter / (a.area() + b.area() - inter)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The text of `lines` in reading order (rows top to bottom, each left to
+/// right), whitespace collapsed.
+fn page_text(lines: &[Line]) -> String {
+    let mut lines: Vec<&Line> = lines.iter().collect();
+    let mid = |l: &Line| (l.bbox.y0 + l.bbox.y1) / 2.0;
+    lines.sort_by(|a, b| mid(a).total_cmp(&mid(b)));
+    let mut rows: Vec<Vec<&Line>> = Vec::new();
+    for line in lines {
+        match rows.last_mut() {
+            Some(row) if mid(line) - mid(row[0]) < 0.5 * row[0].bbox.height() => row.push(line),
+            _ => rows.push(vec![line]),
+        }
+    }
+    let words: Vec<&str> = rows
+        .iter_mut()
+        .flat_map(|row| {
+            row.sort_by(|a, b| a.bbox.x0.total_cmp(&b.bbox.x0));
+            row.iter().flat_map(|l| l.text.split_whitespace()).collect::<Vec<_>>()
+        })
+        .collect();
+    words.join(" ")
+}
+
+#[test]
+fn detection_and_recognition_match_the_reference() {
+    let golden = golden("scan-letter.json");
+    let mut page = render("samples/scan-letter.png");
+    let meter = run(&ocr_steps(), &mut page);
+    assert!(!meter.inference.is_zero());
+    let lines = &page.result.lines;
+    assert_eq!(lines.len(), golden.lines.len(), "{lines:#?}");
+    let mut same_text = 0;
+    for want in &golden.lines {
+        let want_box = BBox::enclosing(&want.quad).unwrap();
+        let (best, overlap) = lines
+            .iter()
+            .map(|l| (l, iou(&l.bbox, &want_box)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        assert!(overlap > 0.85, "{:?}: best match {:?} at IoU {overlap}", want.text, best.text);
+        assert_eq!(best.source, TextSource::Ocr);
+        same_text += usize::from(best.text == want.text);
+        // words lie inside their line and spell it
+        let words: Vec<&str> = best.words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(words.join(" "), best.text.split_whitespace().collect::<Vec<_>>().join(" "));
+        for w in &best.words {
+            assert!(w.bbox.x0 >= best.bbox.x0 - 1.0 && w.bbox.x1 <= best.bbox.x1 + 1.0, "{w:?}");
+        }
+    }
+    let share = same_text as f32 / golden.lines.len() as f32;
+    assert!(
+        share >= 0.95,
+        "only {same_text} of {} lines read as the reference",
+        golden.lines.len()
+    );
+}
+
+#[test]
+fn words_are_placed_where_they_are_printed() {
+    // the invoice's text layer gives word boxes to compare with
+    let mut page = render("samples/invoice.pdf");
+    let layer = std::mem::take(&mut page.text_layer);
+    run(&ocr_steps(), &mut page);
+    let truth: Vec<_> = layer.iter().flat_map(|l| &l.words).collect();
+    let (mut total, mut misplaced) = (0, Vec::new());
+    let centre = |b: &BBox| [(b.x0 + b.x1) / 2.0, (b.y0 + b.y1) / 2.0];
+    for word in page.result.lines.iter().flat_map(|l| &l.words).filter(|w| w.text.len() >= 4) {
+        let c = centre(&word.bbox);
+        let dist = |t: &&&schemas::Word| {
+            let tc = centre(&t.bbox);
+            (tc[0] - c[0]).hypot(tc[1] - c[1])
+        };
+        let same = truth.iter().filter(|t| t.text == word.text);
+        let Some(nearest) = same.min_by(|a, b| dist(a).total_cmp(&dist(b))) else { continue };
+        total += 1;
+        if dist(&nearest) >= nearest.bbox.width().max(20.0) / 2.0 {
+            misplaced
+                .push(format!("{:?} at {:?}, printed at {:?}", word.text, word.bbox, nearest.bbox));
+        }
+    }
+    assert!(total > 50, "only {total} words to compare");
+    assert!(misplaced.len() * 10 <= total, "of {total} words misplaced: {misplaced:#?}");
+}
+
+#[test]
+fn ocr_of_a_rendered_pdf_page_agrees_with_its_text_layer() {
+    let mut page = render("samples/invoice.pdf");
+    let truth = page_text(&page.text_layer);
+    page.text_layer.clear();
+    run(&ocr_steps(), &mut page);
+    let read = page_text(&page.result.lines);
+    let cer = edit_distance(&read, &truth) as f32 / truth.chars().count() as f32;
+    assert!(cer <= 0.05, "character error rate {cer:.3}\nread:  {read}\ntruth: {truth}");
+}
+
+#[test]
+fn a_covering_text_layer_replaces_ocr() {
+    let mut page = render("samples/invoice.pdf");
+    let layer = page.text_layer.clone();
+    run(&[Box::new(layout_step())], &mut page);
+    let meter = run(&ocr_steps(), &mut page);
+    assert!(meter.inference.is_zero(), "no OCR model runs: {meter:?}");
+    assert_eq!(page.result.lines.len(), layer.len());
+    assert!(page.result.lines.iter().all(|l| l.source == TextSource::TextLayer));
+}
+
+fn layout_step() -> DetectRegions {
+    DetectRegions::new(Default::default(), models().get(MODEL_LAYOUT).unwrap()).unwrap()
+}
+
+#[test]
+fn layout_finds_the_invoice_table_and_matches_the_reference() {
+    let step = layout_step();
+    let regions = step
+        .regions(render("samples/invoice.pdf").image.as_ref().unwrap(), &mut StepMeter::default());
+    let regions = regions.unwrap();
+    assert!(regions.iter().any(|r| r.kind == RegionKind::Table), "{regions:?}");
+
+    let golden = golden("scan-letter.json");
+    let regions =
+        step.regions(&image("samples/scan-letter.png"), &mut StepMeter::default()).unwrap();
+    assert_eq!(regions.len(), golden.regions.len());
+    for (got, want) in regions.iter().zip(&golden.regions) {
+        let [x0, y0, x1, y1] = want.bbox;
+        let overlap = iou(&got.bbox, &BBox { x0, y0, x1, y1 });
+        assert!(overlap > 0.95, "{got:?} vs {:?} {:?}: IoU {overlap}", want.label, want.bbox);
+        assert_eq!(serde_json::to_value(got.kind).unwrap(), want.label.as_str());
+    }
+}
+
+#[test]
+fn turned_pages_are_set_upright_and_upright_pages_left_alone() {
+    let orient = Orient::new(Default::default(), models().get(MODEL_ORIENTATION).unwrap()).unwrap();
+    let mut upright = Vec::new();
+    for angle in [90u16, 180, 270] {
+        let mut page = Page::new(render("samples/scan-letter.png").task);
+        page.image = Some(image(&format!("workers/tests/fixtures/rotated-{angle}.png")));
+        orient.run(&mut page, &mut StepMeter::default()).unwrap();
+        assert_eq!(page.result.rotation_deg, 360 - angle, "page turned {angle}");
+        assert!(page.result.diagnostics.is_empty());
+        upright.push(page.image.unwrap());
+    }
+    // the three corrected pages are the same portrait page, and it reads
+    assert!(upright.iter().all(|img| *img == upright[0]));
+    let (w, h) = upright[0].dimensions();
+    assert!(h > w);
+    let mut page = render("samples/scan-letter.png");
+    page.image = Some(upright[0].clone());
+    run(&ocr_steps(), &mut page);
+    assert!(page.result.lines.first().is_some_and(|l| l.text.contains("Garden Design")));
+
+    // upright pages, scanned or digital, are never turned
+    for path in ["samples/scan-letter.png", "samples/invoice.pdf"] {
+        let mut page = render(path);
+        page.text_layer.clear();
+        let before = page.image.clone();
+        orient.run(&mut page, &mut StepMeter::default()).unwrap();
+        assert_eq!(page.result.rotation_deg, 0, "{path}");
+        assert_eq!(page.image, before);
+    }
+}
+
+#[test]
+fn a_pool_serves_several_threads_at_once() {
+    let home = home();
+    let mut spec = specs(&home, &[MODEL_ORIENTATION]).remove(0);
+    spec.pool_size = Some(2);
+    let models = Models::load(&home.onnxruntime_lib(), &[spec], 1).unwrap();
+    let step = Orient::new(Default::default(), models.get(MODEL_ORIENTATION).unwrap()).unwrap();
+    let img = image("workers/tests/fixtures/rotated-90.png");
+    let guesses: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| step.guess(&img, &mut StepMeter::default()).unwrap().unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(guesses.iter().all(|g| *g == guesses[0] && g.angle == 90));
+}
+
+#[test]
+fn a_missing_or_broken_runtime_is_a_typed_error() {
+    let specs = specs(&home(), &[MODEL_CLS]);
+    let missing = Models::load(Path::new("/nonexistent/libonnxruntime.so"), &specs, 1);
+    assert!(matches!(missing, Err(ModelError::RuntimeMissing { .. })), "{missing:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("libonnxruntime.so.1.32.0");
+    std::fs::write(&fake, b"not a shared library").unwrap();
+    let broken = Models::load(&fake, &specs, 1);
+    assert!(matches!(broken, Err(ModelError::Runtime { .. })), "{broken:?}");
+
+    let gone = ModelSpec::new(MODEL_CLS, dir.path().join("missing.onnx"));
+    let missing_model = Models::load(&home().onnxruntime_lib(), &[gone], 1);
+    assert!(matches!(missing_model, Err(ModelError::ModelMissing { .. })), "{missing_model:?}");
+}
