@@ -122,6 +122,9 @@ fn build_step(
             },
             model(models, MODEL_ORIENTATION)?,
         )?),
+        ("preprocess", "deskew") => Box::new(preprocess::deskew::Deskew::new(
+            preprocess::deskew::Config { max_deg: pre.deskew_max_deg, ..Default::default() },
+        )),
         ("layout", "detect_regions") => {
             let settings = topology.layout();
             Box::new(layout::DetectRegions::new(
@@ -165,6 +168,8 @@ fn build_step(
             }))
         }
         ("enrich", "extract_fields") => Box::new(enrich::fields::ExtractFields::default()),
+        ("enrich", "build_tables") => Box::new(enrich::tables::BuildTables::default()),
+        ("enrich", "classify_page") => Box::new(enrich::classify::ClassifyPage::default()),
         (stage, step) => {
             return Err(BuildError::UnknownStep { stage: stage.into(), step: step.into() });
         }
