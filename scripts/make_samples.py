@@ -555,11 +555,14 @@ def zero_pages_pdf() -> bytes:
     return bytes(out)
 
 
-def encrypted_pdf() -> bytes:
-    encryption = StandardEncryption("secret", ownerPassword="owner-secret", strength=128)
+def encrypted_pdf(user_password: str = "secret") -> bytes:
+    encryption = StandardEncryption(user_password, ownerPassword="owner-secret", strength=128)
     buf, c = new_canvas("Encrypted", encrypt=encryption)
     c.setFont("Helvetica", 14)
-    c.drawString(25 * mm, PAGE_H - 30 * mm, "This document is protected with the password secret.")
+    if user_password:
+        c.drawString(25 * mm, PAGE_H - 30 * mm, "This document is protected with the password secret.")
+    else:
+        c.drawString(25 * mm, PAGE_H - 30 * mm, "Encrypted with an empty user password: opens without one.")
     c.showPage()
     c.save()
     return buf.getvalue()
@@ -618,6 +621,7 @@ def main() -> None:
 
     (FIXTURES / "truncated.pdf").write_bytes(invoice[: len(invoice) // 2])
     (FIXTURES / "encrypted.pdf").write_bytes(encrypted_pdf())
+    (FIXTURES / "owner-password.pdf").write_bytes(encrypted_pdf(user_password=""))
     (FIXTURES / "empty.pdf").write_bytes(b"")
     (FIXTURES / "not-a-document.txt").write_text(
         "This is a plain text file, not a PDF or an image.\nIt must be rejected by the split stage.\n"

@@ -125,6 +125,12 @@ fn bad_documents_fail_with_typed_errors() {
 }
 
 #[test]
+fn pdf_encrypted_with_an_empty_user_password_opens() {
+    let page = render("workers/tests/fixtures/owner-password.pdf", 0).unwrap();
+    assert!(page.text_layer.iter().any(|l| l.text.contains("empty user password")));
+}
+
+#[test]
 fn limits_are_enforced_at_split() {
     init_pdfium();
     let bytes = read("samples/report.pdf");
