@@ -236,7 +236,7 @@ fn layout(class: &str, result: &PageResult, text: &str) -> Vec<(&'static str, f3
             if count(RegionKind::Reference) + count(RegionKind::Equation) > 0 {
                 cues.push(("reference or equation regions", 0.5));
             }
-            let long = result.lines.iter().filter(|l| l.text.chars().count() >= 50).count();
+            let long = result.lines.iter().filter(|l| l.text.chars().count() >= 40).count();
             if long >= 15 {
                 cues.push(("many long lines", 0.7));
             }

@@ -10,6 +10,8 @@ pub mod classify;
 pub mod fields;
 pub mod language;
 pub mod reading_order;
+#[cfg(test)]
+mod samples;
 pub mod tables;
 
 pub use classify::ClassifyPage;

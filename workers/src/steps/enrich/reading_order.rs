@@ -23,13 +23,16 @@ use crate::steps::Step;
 pub struct Config {
     /// Narrowest gutter between two columns, in median line heights.
     pub column_gap_lines: f32,
+    /// Widest vertical gap inside a column, in median line heights; a wider
+    /// one starts a new section of the page.
+    pub max_column_gap_lines: f32,
     /// Least share of a line's box a region must cover to hold the line.
     pub min_line_overlap: f32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { column_gap_lines: 1.0, min_line_overlap: 0.5 }
+        Config { column_gap_lines: 0.5, max_column_gap_lines: 2.0, min_line_overlap: 0.5 }
     }
 }
 
@@ -94,13 +97,17 @@ fn order(result: &mut PageResult, config: &Config) {
         rest.into_iter().partition(|(block, _)| kind_of(block) == Some(RegionKind::Footer));
 
     let heights: Vec<f32> = result.lines.iter().map(|line| line.bbox.height()).collect();
-    let gap = (config.column_gap_lines * median(heights)).max(1.0);
+    let line_height = median(heights).max(1.0);
+    let spacing = Spacing {
+        column_gap: config.column_gap_lines * line_height,
+        band_gap: config.max_column_gap_lines * line_height,
+    };
     let mut ordered: Vec<Block> = Vec::with_capacity(blocks.len());
     for (part, cut) in [(header, false), (body, true), (footer, false)] {
         let boxes: Vec<BBox> = part.iter().map(|(_, bbox)| *bbox).collect();
         let mut sequence = Vec::with_capacity(boxes.len());
         if cut {
-            xy_cut(&boxes, (0..boxes.len()).collect(), gap, &mut sequence);
+            xy_cut(&boxes, (0..boxes.len()).collect(), spacing, &mut sequence);
         } else {
             sequence.extend(rows(&boxes).into_iter().flatten());
         }
@@ -146,25 +153,34 @@ fn assign_regions(result: &mut PageResult, min_overlap: f32) {
     }
 }
 
+/// How far apart blocks must be to be cut apart, pixels.
+#[derive(Debug, Clone, Copy)]
+struct Spacing {
+    /// Narrowest gutter between columns.
+    column_gap: f32,
+    /// Widest vertical gap between bands of the same columns.
+    band_gap: f32,
+}
+
 /// Appends `idx` (indices into `boxes`) to `out` in reading order.
-fn xy_cut(boxes: &[BBox], idx: Vec<usize>, gap: f32, out: &mut Vec<usize>) {
+fn xy_cut(boxes: &[BBox], idx: Vec<usize>, spacing: Spacing, out: &mut Vec<usize>) {
     if idx.len() <= 1 {
         out.extend(idx);
         return;
     }
-    let columns = split(boxes, &idx, Axis::X, gap);
+    let columns = split(boxes, &idx, Axis::X, spacing.column_gap);
     if columns.len() > 1 {
         for column in columns {
-            xy_cut(boxes, column, gap, out);
+            xy_cut(boxes, column, spacing, out);
         }
         return;
     }
     let bands = split(boxes, &idx, Axis::Y, 0.0);
     if bands.len() > 1 {
-        let groups = keep_columns_together(boxes, bands, gap);
+        let groups = keep_columns_together(boxes, bands, spacing);
         if groups.len() > 1 {
             for group in groups {
-                xy_cut(boxes, group, gap, out);
+                xy_cut(boxes, group, spacing, out);
             }
             return;
         }
@@ -204,36 +220,56 @@ fn split(boxes: &[BBox], idx: &[usize], axis: Axis, gap: f32) -> Vec<Vec<usize>>
     parts
 }
 
-/// Merges consecutive horizontal bands that leave a common vertical gutter
-/// free, as long as at least one of them has text on both sides of it: such
-/// bands belong to the same columns and must be cut vertically together.
-fn keep_columns_together(boxes: &[BBox], bands: Vec<Vec<usize>>, gap: f32) -> Vec<Vec<usize>> {
-    let extent = bands.iter().flatten().map(|&i| boxes[i]).reduce(|a, b| union(&a, &b));
-    let Some(extent) = extent else { return bands };
-    // Runs of bands and the gutters all of them leave free.
-    let mut groups: Vec<(Vec<Vec<usize>>, Intervals)> = Vec::new();
+/// Merges consecutive horizontal bands that belong to the same columns, so
+/// that they are cut vertically together: a band with text on both sides of
+/// a gutter starts or continues a run of bands sharing that gutter; a band
+/// with text on one side only joins a run whose gutter it leaves free. Runs
+/// break at wide vertical gaps (a new section) and runs without any
+/// two-sided band fall apart into their bands.
+fn keep_columns_together(
+    boxes: &[BBox],
+    bands: Vec<Vec<usize>>,
+    spacing: Spacing,
+) -> Vec<Vec<usize>> {
+    let reach = |band: &[usize]| band.iter().map(|&i| boxes[i]).reduce(|a, b| union(&a, &b));
+    let Some(extent) = bands.iter().flatten().map(|&i| boxes[i]).reduce(|a, b| union(&a, &b))
+    else {
+        return bands;
+    };
+    let gap = spacing.column_gap;
+    struct Run {
+        bands: Vec<Vec<usize>>,
+        /// The gutters every band of the run leaves free.
+        common: Intervals,
+        two_sided: bool,
+        bottom: f32,
+    }
+    let mut runs: Vec<Run> = Vec::new();
     for band in bands {
+        let Some(own) = reach(&band) else { continue };
         let free = free_intervals(boxes, &band, (extent.x0, extent.x1), gap);
-        if let Some((members, common)) = groups.last_mut() {
-            let shared = intersect(common, &free, gap);
-            if !shared.is_empty() {
-                members.push(band);
-                *common = shared;
+        let gutters: Intervals =
+            free.iter().copied().filter(|&(s, e)| s > own.x0 && e < own.x1).collect();
+        let two_sided = !gutters.is_empty();
+        let candidates = if two_sided { gutters } else { free };
+        if let Some(run) = runs.last_mut() {
+            let shared = intersect(&run.common, &candidates, gap);
+            if !shared.is_empty() && own.y0 - run.bottom <= spacing.band_gap {
+                run.bands.push(band);
+                run.common = shared;
+                run.two_sided |= two_sided;
+                run.bottom = run.bottom.max(own.y1);
                 continue;
             }
         }
-        groups.push((vec![band], free));
+        runs.push(Run { bands: vec![band], common: candidates, two_sided, bottom: own.y1 });
     }
     let mut out = Vec::new();
-    for (members, common) in groups {
-        let two_sided = members.iter().any(|band| {
-            let reach = band.iter().map(|&i| boxes[i]).reduce(|a, b| union(&a, &b));
-            reach.is_some_and(|r| common.iter().any(|&(s, e)| s >= r.x0 && e <= r.x1))
-        });
-        if two_sided && members.len() > 1 {
-            out.push(members.into_iter().flatten().collect());
+    for run in runs {
+        if run.two_sided && run.bands.len() > 1 {
+            out.push(run.bands.into_iter().flatten().collect());
         } else {
-            out.extend(members);
+            out.extend(run.bands);
         }
     }
     out
