@@ -578,7 +578,7 @@ fn amounts(scan: &mut Scan) {
         else {
             continue;
         };
-        if !stands_alone(scan.text, &whole.range()) {
+        if !stands_alone(scan.text, &whole.range()) || spaced_group(scan.text, &number.range()) {
             continue;
         }
         let (code, certainty) = match currency.as_str() {
@@ -592,6 +592,20 @@ fn amounts(scan: &mut Scan) {
             scan.add(FieldKind::Amount, whole.range(), format!("{value} {code}"), certainty);
         }
     }
+}
+
+/// Whether the number at `span` may be only part of a number grouped by
+/// spaces (`1 234,50`): a short number followed by a space and three digits,
+/// or one starting with three digits after a digit and a space. Such amounts
+/// are ambiguous and skipped rather than misread.
+fn spaced_group(text: &str, span: &Range<usize>) -> bool {
+    static LEADS: LazyLock<Regex> = LazyLock::new(|| regex(r"^-?\d{1,3}$"));
+    static FOLLOWS: LazyLock<Regex> = LazyLock::new(|| regex(r"^ \d{3}\b"));
+    static TRAILS: LazyLock<Regex> = LazyLock::new(|| regex(r"^\d{3}(?:\D|$)"));
+    static PRECEDES: LazyLock<Regex> = LazyLock::new(|| regex(r"\d $"));
+    let (before, number, after) = (&text[..span.start], &text[span.clone()], &text[span.end..]);
+    (LEADS.is_match(number) && FOLLOWS.is_match(after))
+        || (TRAILS.is_match(number) && PRECEDES.is_match(before))
 }
 
 /// A number written with either decimal convention (`1,234.50`,
@@ -700,6 +714,9 @@ mod tests {
         check("£1,000,000", &["amount £1,000,000 => 1000000.00 GBP"]);
         check("Credit € -5,00", &["amount € -5,00 => -5.00 EUR"]);
         check("TEUR 500 and 1,234,50 EUR and 12.50", &[]);
+        // Grouped by spaces: ambiguous, so not read as 234.50 or 1.00.
+        check("Summe 1 234,50 € / EUR 1 234,50", &[]);
+        check("2 x EUR 12.00", &["amount EUR 12.00 => 12.00 EUR"]);
     }
 
     #[test]
