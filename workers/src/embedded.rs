@@ -124,7 +124,8 @@ pub fn run(
                 if feeder_to_assembler.send(ToAssembler::Document { ticket, result }).is_err() {
                     return;
                 }
-                for mut page in pages {
+                for page in pages {
+                    let mut page = Box::new(page);
                     page.enqueued_at = Some(Instant::now());
                     let sent = match &first_stage {
                         Some(stage) => stage.send(page).is_ok(),
@@ -147,7 +148,7 @@ fn split(
     document: InputDocument,
     options: &Options,
     ticket: u64,
-) -> (DocumentResult, Vec<Box<Page>>) {
+) -> (DocumentResult, Vec<Page>) {
     let submitted_at_ms = now_ms();
     let doc_id = doc_id(&document.bytes);
     let size = document.bytes.len() as u64;
@@ -191,7 +192,7 @@ fn split(
                     if let Some(timings) = timings.take() {
                         page.result.timings = timings;
                     }
-                    Box::new(page)
+                    page
                 })
                 .collect();
             (result, pages)
@@ -251,10 +252,10 @@ fn assemble(
                 let ticket = page.ticket;
                 let Some(result) = open.get_mut(&ticket) else { continue };
                 result.pages.push(page.result);
-                if result.pages.len() as u32 >= result.page_count {
-                    if let Some(result) = open.remove(&ticket) {
-                        finish(result);
-                    }
+                if result.pages.len() as u32 >= result.page_count
+                    && let Some(result) = open.remove(&ticket)
+                {
+                    finish(result);
                 }
             }
         }

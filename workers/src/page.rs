@@ -34,7 +34,16 @@ pub struct Page {
 impl Page {
     pub fn new(task: PageTask) -> Self {
         let result = PageResult { page_index: task.page_index, ..PageResult::default() };
-        Page { task, document: None, image: None, text_layer: Vec::new(), result, ticket: 0, enqueued_at: None, ocr: Default::default() }
+        Page {
+            task,
+            document: None,
+            image: None,
+            text_layer: Vec::new(),
+            result,
+            ticket: 0,
+            enqueued_at: None,
+            ocr: Default::default(),
+        }
     }
 }
 

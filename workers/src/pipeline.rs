@@ -79,13 +79,13 @@ impl Stage {
             let mut outcome = catch_unwind(AssertUnwindSafe(|| step.run(page, &mut meter)))
                 .unwrap_or_else(|panic| Err(StepError::internal(panic_message(&panic))));
             let elapsed = started.elapsed();
-            if let Some(limit) = self.step_timeout.filter(|limit| elapsed > *limit) {
-                if outcome.is_ok() {
-                    outcome = Err(StepError::reject(
-                        ErrorKind::Timeout,
-                        format!("step took {elapsed:.1?}, the limit is {limit:?}"),
-                    ));
-                }
+            if let Some(limit) = self.step_timeout.filter(|limit| elapsed > *limit)
+                && outcome.is_ok()
+            {
+                outcome = Err(StepError::reject(
+                    ErrorKind::Timeout,
+                    format!("step took {elapsed:.1?}, the limit is {limit:?}"),
+                ));
             }
             page.result.timings.push(StepTiming {
                 stage: self.name.clone(),

@@ -122,9 +122,12 @@ fn build_step(
             },
             model(models, MODEL_ORIENTATION)?,
         )?),
-        ("preprocess", "deskew") => Box::new(preprocess::deskew::Deskew::new(
-            preprocess::deskew::Config { max_deg: pre.deskew_max_deg, ..Default::default() },
-        )),
+        ("preprocess", "deskew") => {
+            Box::new(preprocess::deskew::Deskew::new(preprocess::deskew::Config {
+                max_deg: pre.deskew_max_deg,
+                ..Default::default()
+            }))
+        }
         ("layout", "detect_regions") => {
             let settings = topology.layout();
             Box::new(layout::DetectRegions::new(
@@ -137,13 +140,22 @@ fn build_step(
             )?)
         }
         ("ocr", "detect_text") => {
-            let mut config = ocr::detect::Config::default();
-            config.limit_side_len = ocr_settings.det_limit_side;
-            config.db.thresh = ocr_settings.det_thresh;
-            config.db.box_thresh = ocr_settings.box_thresh;
-            config.db.unclip_ratio = ocr_settings.unclip_ratio;
-            config.db.max_candidates = ocr_settings.max_candidates as usize;
-            config.text_layer.min_chars = ocr_settings.text_layer_min_chars as usize;
+            let defaults = ocr::detect::Config::default();
+            let config = ocr::detect::Config {
+                limit_side_len: ocr_settings.det_limit_side,
+                db: ocr::db::Params {
+                    thresh: ocr_settings.det_thresh,
+                    box_thresh: ocr_settings.box_thresh,
+                    unclip_ratio: ocr_settings.unclip_ratio,
+                    max_candidates: ocr_settings.max_candidates as usize,
+                    ..defaults.db
+                },
+                text_layer: ocr::text_layer::Config {
+                    min_chars: ocr_settings.text_layer_min_chars as usize,
+                    ..defaults.text_layer
+                },
+                ..defaults
+            };
             Box::new(ocr::detect::DetectText::new(config, model(models, MODEL_DET)?))
         }
         ("ocr", "classify_lines") => Box::new(ocr::classify::ClassifyLines::new(

@@ -14,11 +14,11 @@ use std::process::ExitCode;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 pub use analyze::AnalyzeArgs;
-pub use topology_check::TopologyArgs;
 pub use cancel::CancelArgs;
 pub use dlq::DlqArgs;
 pub use status::StatusArgs;
 pub use streams::StreamsArgs;
+pub use topology_check::TopologyArgs;
 pub use worker::WorkerArgs;
 
 /// pagestream analyses document pages (PDF, PNG, JPEG, TIFF) with layout and
