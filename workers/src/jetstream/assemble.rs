@@ -212,8 +212,7 @@ async fn run_assemble_steps(
     payload: &mut PagePayload,
     attempt: u32,
 ) -> Result<(), StepError> {
-    let has_steps = runtime.pipeline.stage(EXIT_STAGE).is_some_and(|s| !s.steps.is_empty());
-    if !has_steps || payload.result.failure.is_some() {
+    if !runtime.has_exit_steps() || payload.result.failure.is_some() {
         return Ok(());
     }
     let page =

@@ -349,6 +349,12 @@ impl Runtime {
         })
     }
 
+    /// Whether the pipeline has `assemble` steps of its own (which may
+    /// want the page image).
+    pub fn has_exit_steps(&self) -> bool {
+        self.pipeline.stage(EXIT_STAGE).is_some_and(|s| !s.steps.is_empty())
+    }
+
     /// Whether pages leaving `stage` must keep the document bytes.
     pub fn keep_document(&self, stage: &str) -> bool {
         self.keep_document.get(stage).copied().unwrap_or(stage == ENTRY_STAGE)

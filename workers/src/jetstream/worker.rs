@@ -475,6 +475,11 @@ async fn process_page(
     }
 
     let next = runtime.route.next(&stage_name).name.clone();
+    if next == runtime.route.exit().name && !runtime.has_exit_steps() {
+        // Assembling needs the result only: the image stays behind.
+        page.image = None;
+        page.text_layer.clear();
+    }
     let keep_document = runtime.keep_document(&stage_name);
     let result_so_far = page.result.clone();
     let task = page.task.clone();

@@ -177,6 +177,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a server and applies the streams of the pipeline file `text`.
     pub async fn start(text: &str) -> Self {
+        // `RUST_LOG=workers=debug` shows what the workers do.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let server = NatsServer::start();
         let dir = tempfile::tempdir().unwrap();
         let topology_file = dir.path().join("pipeline.toml");
@@ -399,12 +404,12 @@ pub fn fixture(name: &str) -> PathBuf {
 /// Distinct real page images: tiles of the scanned letter sample, as PNG.
 pub fn letter_tiles(count: usize) -> Vec<Vec<u8>> {
     let letter = image::open(sample("scan-letter.png")).unwrap().to_rgb8();
-    let (width, height) = (letter.width() / 2, letter.height() / 4);
+    let (width, height) = (letter.width() / 3, letter.height() / 6);
     (0..count)
         .map(|i| {
-            let (x, y) = ((i as u32 % 2) * width, (i as u32 / 2 % 4) * height);
+            let (x, y) = ((i as u32 % 3) * width, (i as u32 / 3 % 6) * height);
             let mut tile = image::imageops::crop_imm(&letter, x, y, width, height).to_image();
-            // Tiles beyond the eighth repeat a position: mark them apart.
+            // Tiles beyond the eighteenth repeat a position: mark them apart.
             tile.put_pixel(0, 0, image::Rgb([i as u8, (i / 256) as u8, 7]));
             let mut png = Vec::new();
             tile.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
