@@ -16,8 +16,8 @@ use workers::page::{Page, StepMeter};
 use workers::steps::Step;
 use workers::steps::layout::DetectRegions;
 use workers::steps::ocr::classify::ClassifyLines;
-use workers::steps::ocr::detect::DetectText;
-use workers::steps::ocr::recognize::RecognizeText;
+use workers::steps::ocr::detect::{self, DetectText};
+use workers::steps::ocr::recognize::{self, RecognizeText};
 use workers::steps::preprocess::orient::Orient;
 use workers::steps::render::{ExtractText, Rasterize};
 use workers::steps::split::Splitter;
@@ -56,12 +56,26 @@ fn models() -> &'static Models {
     })
 }
 
+/// The OCR steps with their default settings.
 fn ocr_steps() -> Vec<Box<dyn Step>> {
+    ocr_steps_with(Default::default(), Default::default())
+}
+
+/// The OCR steps set up exactly as the reference pipeline: detection at up
+/// to 2000 pixels, lines read six at a time, padded to 320 pixels.
+fn reference_ocr_steps() -> Vec<Box<dyn Step>> {
+    ocr_steps_with(
+        detect::Config { det_max_side_len: 2000, ..Default::default() },
+        recognize::Config { batch_size: 6, min_width: 320, ..Default::default() },
+    )
+}
+
+fn ocr_steps_with(det: detect::Config, rec: recognize::Config) -> Vec<Box<dyn Step>> {
     let m = models();
     vec![
-        Box::new(DetectText::new(Default::default(), m.get(MODEL_DET).unwrap())),
+        Box::new(DetectText::new(det, m.get(MODEL_DET).unwrap())),
         Box::new(ClassifyLines::new(Default::default(), m.get(MODEL_CLS).unwrap())),
-        Box::new(RecognizeText::new(Default::default(), m.get(MODEL_REC).unwrap()).unwrap()),
+        Box::new(RecognizeText::new(rec, m.get(MODEL_REC).unwrap()).unwrap()),
     ]
 }
 
@@ -170,7 +184,7 @@ fn page_text(lines: &[Line]) -> String {
 fn detection_and_recognition_match_the_reference() {
     let golden = golden("scan-letter.json");
     let mut page = render("samples/scan-letter.png");
-    let meter = run(&ocr_steps(), &mut page);
+    let meter = run(&reference_ocr_steps(), &mut page);
     assert!(!meter.inference.is_zero());
     let lines = &page.result.lines;
     assert_eq!(lines.len(), golden.lines.len(), "{lines:#?}");
@@ -182,7 +196,7 @@ fn detection_and_recognition_match_the_reference() {
             .map(|l| (l, iou(&l.bbox, &want_box)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap();
-        assert!(overlap > 0.85, "{:?}: best match {:?} at IoU {overlap}", want.text, best.text);
+        assert!(overlap > 0.9, "{:?}: best match {:?} at IoU {overlap}", want.text, best.text);
         assert_eq!(best.source, TextSource::Ocr);
         same_text += usize::from(best.text == want.text);
         // words lie inside their line and spell it

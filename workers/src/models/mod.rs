@@ -308,14 +308,13 @@ fn open_session(env: &Environment, spec: &ModelSpec) -> Result<Session, ModelErr
         path: spec.path.clone(),
         reason,
     };
-    Session::builder(env)
-        .map_err(|e| fail(e.to_string()))?
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .and_then(|b| b.with_intra_threads(spec.intra_threads.max(1)))
-        .and_then(|b| b.with_intra_op_spinning(spec.intra_threads > 1))
-        .map_err(|e| fail(e.to_string()))?
-        .commit_from_file(&spec.path)
-        .map_err(|e| fail(e.to_string()))
+    let built =
+        |result: ort::session::builder::BuilderResult| result.map_err(|e| fail(e.to_string()));
+    let builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
+    let builder = built(builder.with_optimization_level(GraphOptimizationLevel::All))?;
+    let builder = built(builder.with_intra_threads(spec.intra_threads.max(1)))?;
+    let mut builder = built(builder.with_intra_op_spinning(spec.intra_threads > 1))?;
+    builder.commit_from_file(&spec.path).map_err(|e| fail(e.to_string()))
 }
 
 /// Runs the model once on zeros: a batch of one, 32 for dynamic sizes.

