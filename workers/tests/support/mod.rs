@@ -417,3 +417,115 @@ pub fn letter_tiles(count: usize) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// The directory `./setup` fills with the runtime libraries and models.
+pub fn home() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.pagestream")
+}
+
+/// The built-in pipeline file with every consumer's `ack_wait` set to `ack_wait`.
+pub fn real_topology_text(ack_wait: &str) -> String {
+    let mut text = topology::EMBEDDED.to_string();
+    for long in ["\"30s\"", "\"60s\""] {
+        text = text.replace(&format!("ack_wait = {long}"), &format!("ack_wait = \"{ack_wait}\""));
+    }
+    text
+}
+
+/// A `pagestream worker` child process, killed on drop.
+pub struct WorkerProcess {
+    child: Option<Child>,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts `pagestream worker --stage <stages>` against `cluster`.
+    pub fn spawn(cluster: &Cluster, stages: &str, log_dir: &Path) -> Self {
+        let metrics_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = log_dir.join(format!("worker-{metrics_port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_pagestream"))
+            .arg("--nats-url")
+            .arg(cluster.server.url())
+            .arg("--topology")
+            .arg(&cluster.topology_file)
+            .arg("--store")
+            .arg(&cluster.store_url)
+            .arg("--home")
+            .arg(home())
+            .args(["-v", "worker", "--stage", stages, "--shutdown-timeout", "30s"])
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        WorkerProcess { child: Some(child), metrics_port, log }
+    }
+
+    /// GET `path` of the worker's HTTP endpoint: status line and body, or
+    /// none while it does not answer.
+    pub fn get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        Some(response)
+    }
+
+    /// Waits until the metric `name{labels}` reaches `at_least`.
+    pub async fn wait_metric(&self, name: &str, labels: &str, at_least: f64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(text) = self.get("/metrics")
+                && metric(&text, name, labels) >= at_least
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}{{{labels}}} never reached {at_least}; log: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The worker's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process dies at once, whatever it was doing.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited with 0.
+    pub fn terminate(&mut self, limit: Duration) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
