@@ -103,6 +103,8 @@ fn stream_config(name: String, subjects: Vec<String>, settings: &StreamSettings)
         },
         duplicate_window: settings.duplicate_window,
         num_replicas: usize::from(settings.replicas.max(1)),
+        // The server's spelling of "no limit", so that a diff finds no change.
+        max_messages_per_subject: -1,
         ..Default::default()
     }
 }
