@@ -124,7 +124,9 @@ impl Step for DetectText {
     }
 
     fn run(&self, page: &mut Page, meter: &mut StepMeter) -> Result<(), StepError> {
+        // this stage makes the page's lines: a page run again starts over
         page.ocr.lines.clear();
+        page.result.lines.clear();
         let image = page.image.as_ref().ok_or_else(|| StepError::internal("page has no image"))?;
         let mut coverage = None;
         if !page.text_layer.is_empty() {

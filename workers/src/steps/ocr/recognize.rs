@@ -27,6 +27,9 @@ pub struct Config {
     /// reference pads to 320, which costs time on short lines and changes
     /// nothing read.
     pub min_width: u32,
+    /// Inputs are at most this wide (pixels at height 48); longer lines are
+    /// squeezed to it, which bounds the memory one line takes.
+    pub max_width: u32,
     /// Lines read with a lower mean character probability are dropped.
     pub min_score: f32,
     /// Lines the classifier turned and that read with a lower score are read
@@ -37,7 +40,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { batch_size: 1, min_width: 8, min_score: 0.5, recheck_turned_below: 0.9 }
+        Config {
+            batch_size: 1,
+            min_width: 8,
+            max_width: 4800,
+            min_score: 0.5,
+            recheck_turned_below: 0.9,
+        }
     }
 }
 
@@ -74,7 +83,10 @@ impl RecognizeText {
         let height = LINE_HEIGHT as usize;
         for batch in order.chunks(self.config.batch_size.max(1)) {
             let widest = batch.iter().map(|&i| ratio(&lines[i])).fold(0f32, f32::max);
-            let width = ((LINE_HEIGHT as f32 * widest) as u32).max(self.config.min_width).max(8);
+            let width = ((LINE_HEIGHT as f32 * widest) as u32)
+                .max(self.config.min_width)
+                .min(self.config.max_width)
+                .max(8);
             let per_line = 3 * height * width as usize;
             let mut input = vec![0f32; batch.len() * per_line];
             let widths: Vec<u32> = batch
