@@ -311,8 +311,8 @@ fn latency(models: &Models, sample: &Sample, reps: usize) -> Vec<Row> {
         fastest(reps, |meter| step.run(&mut page.clone(), meter).expect("step"))
     };
     let rows = [
-        ("orientation", fastest(reps, |m| drop(orient.guess(&image, m).expect("orientation")))),
-        ("layout", fastest(reps, |m| drop(layout.regions(&image, m).expect("layout")))),
+        ("orientation", fastest(reps, |m| _ = orient.guess(&image, m).expect("orientation"))),
+        ("layout", fastest(reps, |m| _ = layout.regions(&image, m).expect("layout"))),
         ("det", step(det.as_ref(), &sample.page)),
         ("cls", step(cls.as_ref(), &before_cls)),
         ("rec", step(rec.as_ref(), &before_rec)),

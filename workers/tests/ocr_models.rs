@@ -73,9 +73,9 @@ fn reference_ocr_steps() -> Vec<Box<dyn Step>> {
 fn ocr_steps_with(det: detect::Config, rec: recognize::Config) -> Vec<Box<dyn Step>> {
     let m = models();
     vec![
-        Box::new(DetectText::new(det, m.get(MODEL_DET).unwrap())),
-        Box::new(ClassifyLines::new(Default::default(), m.get(MODEL_CLS).unwrap())),
-        Box::new(RecognizeText::new(rec, m.get(MODEL_REC).unwrap()).unwrap()),
+        Box::new(DetectText::new(det, m.get(MODEL_DET).expect("det"))),
+        Box::new(ClassifyLines::new(Default::default(), m.get(MODEL_CLS).expect("cls"))),
+        Box::new(RecognizeText::new(rec, m.get(MODEL_REC).expect("rec")).expect("dictionary")),
     ]
 }
 
@@ -92,7 +92,7 @@ fn run(steps: &[Box<dyn Step>], page: &mut Page) -> StepMeter {
 fn render(path: &str) -> Page {
     let home = home();
     workers::pdf::init(&home.pdfium_lib()).expect("PDFium is installed: run ./setup");
-    let bytes = std::fs::read(repo().join(path)).unwrap();
+    let bytes = std::fs::read(repo().join(path)).expect("sample document");
     let submission = DocumentSubmission {
         doc_id: workers::embedded::doc_id(&bytes),
         tenant: "test".into(),
@@ -102,7 +102,7 @@ fn render(path: &str) -> Page {
     };
     let split = Splitter::default()
         .split(&submission, &bytes, &DocumentSource::Inline { bytes: Vec::new() })
-        .unwrap();
+        .expect("split");
     let mut page = Page::new(split.tasks[0].clone());
     page.document = Some(Arc::new(bytes));
     run(&[Box::new(Rasterize::default()), Box::new(ExtractText::default())], &mut page);
@@ -110,7 +110,7 @@ fn render(path: &str) -> Page {
 }
 
 fn image(path: &str) -> RgbImage {
-    image::open(repo().join(path)).unwrap().to_rgb8()
+    image::open(repo().join(path)).expect("sample image").to_rgb8()
 }
 
 #[derive(Deserialize)]
@@ -133,7 +133,8 @@ struct GoldenRegion {
 
 fn golden(name: &str) -> Golden {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    let text = std::fs::read_to_string(&path).expect("golden file");
+    serde_json::from_str(&text).expect("golden JSON")
 }
 
 fn iou(a: &BBox, b: &BBox) -> f32 {
@@ -264,7 +265,8 @@ fn a_covering_text_layer_replaces_ocr() {
 }
 
 fn layout_step() -> DetectRegions {
-    DetectRegions::new(Default::default(), models().get(MODEL_LAYOUT).unwrap()).unwrap()
+    let model = models().get(MODEL_LAYOUT).expect("layout");
+    DetectRegions::new(Default::default(), model).expect("labels")
 }
 
 #[test]
