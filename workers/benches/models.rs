@@ -71,7 +71,7 @@ fn main() {
 
     println!("\nOCR levers, 1 thread: det + cls + rec wall time, accuracy");
     println!(
-        "{:<44} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9}",
+        "{:<52} {:>9} {:>9} {:>10} {:>11} {:>9} {:>9}",
         "variant", "letter s", "invoice s", "letter CER", "invoice CER", "letter =", "invoice ="
     );
     let alternatives: Vec<(&str, PathBuf)> = [
@@ -83,36 +83,25 @@ fn main() {
     .filter_map(|(name, var)| std::env::var_os(var).map(|path| (name, PathBuf::from(path))))
     .collect();
     let models = load(&home, 1, &[]);
-    let reference = recognize::Config { batch_size: 6, min_width: 320, ..Default::default() };
+    let det_at = |side| detect::Config { det_max_side_len: side, ..Default::default() };
+    let rec_with =
+        |batch_size, min_width| recognize::Config { batch_size, min_width, ..Default::default() };
     let mut variants = vec![
         (
-            "reference settings (rec batch 6, pad to 320)",
-            detect::Config::default(),
-            reference.clone(),
+            "reference: det <= 2000 px, rec batch 6 padded to 320",
+            det_at(2000),
+            rec_with(6, 320),
             &models,
         ),
-        (
-            "defaults (rec batch 1, no padding)",
-            detect::Config::default(),
-            recognize::Config::default(),
-            &models,
-        ),
-        (
-            "rec batch 6, no padding",
-            detect::Config::default(),
-            recognize::Config { batch_size: 6, ..Default::default() },
-            &models,
-        ),
+        ("det <= 2000 px, rec batch 6 unpadded", det_at(2000), rec_with(6, 8), &models),
+        ("det <= 2000 px, rec batch 1 unpadded", det_at(2000), rec_with(1, 8), &models),
+        ("defaults: det <= 1600 px, rec batch 1 unpadded", det_at(1600), rec_with(1, 8), &models),
+        ("det <= 1280 px, rec batch 1 unpadded", det_at(1280), rec_with(1, 8), &models),
     ];
-    for (name, side) in [("detection input <= 1600 px", 1600), ("detection input <= 1280 px", 1280)]
-    {
-        let det = detect::Config { det_max_side_len: side, ..Default::default() };
-        variants.push((name, det, recognize::Config::default(), &models));
-    }
     let alt_models = (!alternatives.is_empty()).then(|| load(&home, 1, &alternatives));
     if let Some(alt) = &alt_models {
         variants.push((
-            "alternative model files",
+            "defaults, alternative model files",
             detect::Config::default(),
             recognize::Config::default(),
             alt,
@@ -123,7 +112,7 @@ fn main() {
         let (letter_time, letter_lines) = timed_ocr(&steps, &letter, reps);
         let (invoice_time, invoice_lines) = timed_ocr(&steps, &invoice, reps);
         println!(
-            "{:<44} {:>9.2} {:>9.2} {:>10.4} {:>10.4} {:>8.0}% {:>8.0}%",
+            "{:<52} {:>9.2} {:>9.2} {:>10.4} {:>11.4} {:>8.0}% {:>8.0}%",
             name,
             letter_time.as_secs_f64(),
             invoice_time.as_secs_f64(),
