@@ -264,6 +264,32 @@ fn a_covering_text_layer_replaces_ocr() {
     assert!(page.result.lines.iter().all(|l| l.source == TextSource::TextLayer));
 }
 
+#[test]
+fn only_what_the_text_layer_misses_is_read() {
+    // the invoice with the text layer of its table missing, as if the table
+    // were a scanned image pasted into a digital page
+    let mut page = render("samples/invoice.pdf");
+    run(&[Box::new(layout_step())], &mut page);
+    let table = page.result.regions.iter().find(|r| r.kind == RegionKind::Table).expect("table");
+    let inside = |b: &BBox| {
+        let (x, y) = ((b.x0 + b.x1) / 2.0, (b.y0 + b.y1) / 2.0);
+        x >= table.bbox.x0 && x <= table.bbox.x1 && y >= table.bbox.y0 && y <= table.bbox.y1
+    };
+    let table_box = table.bbox;
+    page.text_layer.retain(|l| !inside(&l.bbox));
+    let kept = page.text_layer.len();
+    let meter = run(&ocr_steps(), &mut page);
+    assert!(!meter.inference.is_zero());
+    let (ocr, layer): (Vec<&Line>, Vec<&Line>) =
+        page.result.lines.iter().partition(|l| l.source == TextSource::Ocr);
+    assert_eq!(layer.len(), kept);
+    assert!(ocr.len() >= 20, "the table's cells are read: {ocr:#?}");
+    for line in &ocr {
+        assert!(table_box.intersection_area(&line.bbox) > 0.5 * line.bbox.area(), "{line:?}");
+    }
+    assert!(ocr.iter().any(|l| l.text.contains("Ergonomic office chair")));
+}
+
 fn layout_step() -> DetectRegions {
     let model = models().get(MODEL_LAYOUT).expect("layout");
     DetectRegions::new(Default::default(), model).expect("labels")
