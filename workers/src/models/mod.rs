@@ -22,25 +22,55 @@ use crate::page::StepMeter;
 pub enum ModelError {
     /// The ONNX Runtime library file does not exist.
     #[error("onnx runtime library not found at {path}: run ./setup")]
-    RuntimeMissing { path: PathBuf },
+    RuntimeMissing {
+        /// Where the library was looked for.
+        path: PathBuf,
+    },
     /// The library exists but cannot be used (not a library, wrong version).
     #[error("cannot use onnx runtime library {path}: {reason}; run ./setup")]
-    Runtime { path: PathBuf, reason: String },
+    Runtime {
+        /// The library file.
+        path: PathBuf,
+        /// What ONNX Runtime or the loader said.
+        reason: String,
+    },
     /// A model file does not exist.
     #[error("model file {path} for `{name}` not found: run ./setup")]
-    ModelMissing { name: String, path: PathBuf },
+    ModelMissing {
+        /// The model's name.
+        name: String,
+        /// Where its file was looked for.
+        path: PathBuf,
+    },
     /// ONNX Runtime refused the model file.
     #[error("cannot load model `{name}` from {path}: {reason}")]
-    Load { name: String, path: PathBuf, reason: String },
+    Load {
+        /// The model's name.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// What ONNX Runtime said.
+        reason: String,
+    },
     /// No model of that name is registered.
     #[error("no model named `{0}` is loaded")]
     Unknown(String),
     /// Inference failed.
     #[error("model `{name}` failed to run: {reason}")]
-    Run { name: String, reason: String },
+    Run {
+        /// The model's name.
+        name: String,
+        /// What ONNX Runtime said.
+        reason: String,
+    },
     /// The model gave something other than what the caller expects.
     #[error("model `{name}` gave an unexpected output: {reason}")]
-    Output { name: String, reason: String },
+    Output {
+        /// The model's name.
+        name: String,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl From<ModelError> for StepError {
@@ -136,6 +166,7 @@ impl std::fmt::Debug for Model {
 pub struct TensorView<'a> {
     /// Dimensions, outermost first.
     pub shape: &'a [i64],
+    /// The values, row-major.
     pub data: &'a [f32],
 }
 

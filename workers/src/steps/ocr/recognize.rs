@@ -193,6 +193,7 @@ impl Step for RecognizeText {
 /// What the recogniser read on one line.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reading {
+    /// The text read, spaces included.
     pub text: String,
     /// Mean probability of the characters read.
     pub score: f32,
@@ -203,11 +204,13 @@ pub struct Reading {
 /// A word of a [`Reading`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct WordSpan {
+    /// The word.
     pub text: String,
     /// Mean probability of its characters.
     pub confidence: f32,
-    /// Where it starts and ends along the line, as shares of its length.
+    /// Where it starts along the line, as a share of its length.
     pub start: f32,
+    /// Where it ends along the line, as a share of its length.
     pub end: f32,
 }
 
