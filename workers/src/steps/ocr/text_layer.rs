@@ -52,8 +52,11 @@ impl Coverage {
             .iter()
             .map(|area| {
                 let (mut chars, mut readable) = (0usize, 0usize);
-                let text = text_layer.iter().filter(|l| contains(area, centre(&l.bbox)));
-                for c in text.flat_map(|l| l.text.chars()).filter(|c| !c.is_whitespace()) {
+                // Words, not lines: PDFium may join text on one baseline
+                // across regions (a footer's left and right parts).
+                let words = text_layer.iter().flat_map(|l| &l.words);
+                let text = words.filter(|w| contains(area, centre(&w.bbox)));
+                for c in text.flat_map(|w| w.text.chars()).filter(|c| !c.is_whitespace()) {
                     chars += 1;
                     readable += usize::from(is_readable(c));
                 }
@@ -100,17 +103,19 @@ fn is_readable(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::TextSource;
+    use schemas::{TextSource, Word};
 
+    /// A text-layer line of one word (text-layer lines always have words).
     fn line(text: &str, x0: f32, y0: f32, x1: f32, y1: f32) -> Line {
+        let bbox = BBox { x0, y0, x1, y1 };
         Line {
             text: text.into(),
-            bbox: BBox { x0, y0, x1, y1 },
+            bbox,
             quad: None,
             confidence: 1.0,
             source: TextSource::TextLayer,
             region: None,
-            words: Vec::new(),
+            words: vec![Word { text: text.into(), bbox, confidence: 1.0 }],
         }
     }
 
@@ -129,6 +134,29 @@ mod tests {
         let cover = Coverage::of(&[line("a", 0.0, 0.0, 9.0, 9.0)], &[], PAGE, &Config::default());
         assert!(!cover.complete);
         assert!(cover.lines.is_empty());
+    }
+
+    #[test]
+    fn words_count_where_they_are_not_where_their_line_is() {
+        // One baseline across two footer regions, as PDFium may join it.
+        let left = Word {
+            text: "Northern".into(),
+            bbox: BBox { x0: 100.0, y0: 1300.0, x1: 300.0, y1: 1320.0 },
+            confidence: 1.0,
+        };
+        let right = Word {
+            text: "Page 1".into(),
+            bbox: BBox { x0: 800.0, y0: 1300.0, x1: 900.0, y1: 1320.0 },
+            confidence: 1.0,
+        };
+        let mut joined = line("Northern Page 1", 100.0, 1300.0, 900.0, 1320.0);
+        joined.words = vec![left, right];
+        let regions = [
+            region(RegionKind::Footer, 90.0, 1290.0, 320.0, 1330.0),
+            region(RegionKind::Footer, 790.0, 1290.0, 910.0, 1330.0),
+        ];
+        let cover = Coverage::of(&[joined], &regions, PAGE, &Config::default());
+        assert!(cover.complete);
     }
 
     #[test]
