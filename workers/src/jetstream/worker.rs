@@ -167,7 +167,10 @@ pub async fn bind(runtime: &Runtime, name: &str) -> Result<PullConsumer, Error> 
     )
 }
 
-/// The pull loop of one stage.
+/// The pull loop of one stage. Each pull request asks for as many messages
+/// as the permits it holds; while one request is open, permits freed by
+/// finished pages go into the next request, so the stage stays busy without
+/// ever holding more messages than it can work on.
 async fn serve(runtime: Arc<Runtime>, role: Role, consumer: PullConsumer, mut shutdown: Shutdown) {
     let plan = runtime.route.stage(role.name()).cloned();
     let concurrency =
@@ -176,12 +179,10 @@ async fn serve(runtime: Arc<Runtime>, role: Role, consumer: PullConsumer, mut sh
         plan.as_ref().map_or(1, |p| p.consumer.fetch_batch as usize).clamp(1, concurrency);
     let permits = Arc::new(Semaphore::new(concurrency));
     let (abort_trigger, abort) = Shutdown::new();
-    let mut tasks = JoinSet::new();
     let mut failures: u32 = 0;
     let stage = role.name().to_string();
 
     'pull: loop {
-        while tasks.try_join_next().is_some() {}
         let first = tokio::select! {
             biased;
             _ = shutdown.wait() => break 'pull,
@@ -203,10 +204,16 @@ async fn serve(runtime: Arc<Runtime>, role: Role, consumer: PullConsumer, mut sh
             .expires(runtime.settings.fetch_expires)
             .messages()
             .await;
-        let mut batch = match batch {
+        match batch {
             Ok(batch) => {
                 failures = 0;
-                batch
+                let context = BatchContext {
+                    runtime: Arc::clone(&runtime),
+                    role: role.clone(),
+                    shutdown: shutdown.clone(),
+                    abort: abort.clone(),
+                };
+                tokio::spawn(read_batch(context, batch, held));
             }
             Err(error) => {
                 failures += 1;
@@ -219,59 +226,78 @@ async fn serve(runtime: Arc<Runtime>, role: Role, consumer: PullConsumer, mut sh
                     _ = tokio::time::sleep(pause) => continue 'pull,
                 }
             }
-        };
-        while let Some(next) = batch.next().await {
-            let message = match next {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::debug!(%error, stage, "pull request ended");
-                    break;
-                }
-            };
-            // Messages of a batch still arriving after shutdown was asked
-            // for, or beyond the permits (cannot happen): hand them back.
-            let permit = match held.pop() {
-                Some(permit) if !shutdown.is_set() => permit,
-                _ => {
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                    continue;
-                }
-            };
-            let runtime = Arc::clone(&runtime);
-            let role = role.clone();
-            let mut abort = abort.clone();
-            tasks.spawn(async move {
-                let _permit = permit;
-                tokio::select! {
-                    _ = handle(&runtime, &role, message.clone()) => {}
-                    _ = abort.wait() => {
-                        let _ = message.ack_with(AckKind::Nak(None)).await;
-                    }
-                }
-            });
         }
     }
 
-    // Drain: in-flight pages finish within the limit, the rest are handed back.
-    let in_flight = tasks.len();
+    // Drain: every permit comes back when the open pull requests have ended
+    // and the pages in flight are done; past the limit, pages are handed back.
+    let in_flight = concurrency - permits.available_permits();
     if in_flight > 0 {
         tracing::info!(stage, in_flight, "draining");
     }
-    let deadline = tokio::time::sleep(runtime.settings.shutdown_timeout);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            next = tasks.join_next() => if next.is_none() { break },
-            _ = &mut deadline => {
-                tracing::warn!(stage, left = tasks.len(), "shutdown limit reached, handing pages back");
-                abort_trigger.trigger();
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while tasks.join_next().await.is_some() {}
-                }).await;
-                tasks.abort_all();
+    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+    let drained =
+        tokio::time::timeout(runtime.settings.shutdown_timeout, permits.acquire_many(all));
+    if drained.await.is_err() {
+        let left = concurrency - permits.available_permits();
+        tracing::warn!(stage, left, "shutdown limit reached, handing pages back");
+        abort_trigger.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(2), permits.acquire_many(all)).await;
+    }
+}
+
+/// What the reader of one pull request needs.
+struct BatchContext {
+    runtime: Arc<Runtime>,
+    role: Role,
+    shutdown: Shutdown,
+    abort: Shutdown,
+}
+
+/// Hands each message of a pull request to a task of its own, with one of
+/// the request's permits; the permits left over return when it ends.
+async fn read_batch(
+    context: BatchContext,
+    mut batch: async_nats::jetstream::consumer::pull::Batch,
+    mut held: Vec<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let started = Instant::now();
+    let mut received = 0;
+    while let Some(next) = batch.next().await {
+        let message = match next {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!(%error, stage = context.role.name(), "pull request ended");
                 break;
             }
-        }
+        };
+        received += 1;
+        // Messages still arriving after shutdown was asked for, or beyond
+        // the permits (cannot happen): hand them back.
+        let permit = match held.pop() {
+            Some(permit) if !context.shutdown.is_set() => permit,
+            _ => {
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+                continue;
+            }
+        };
+        let (runtime, role, mut abort) =
+            (Arc::clone(&context.runtime), context.role.clone(), context.abort.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                _ = handle(&runtime, &role, message.clone()) => {}
+                _ = abort.wait() => {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+        });
+    }
+    // A request that ended at once without messages (the server refused it,
+    // or is going away): pause before its permits allow the next one.
+    let expires = context.runtime.settings.fetch_expires;
+    if received == 0 && started.elapsed() < expires / 2 && !context.shutdown.is_set() {
+        tokio::time::sleep(expires / 4).await;
     }
 }
 
