@@ -37,14 +37,6 @@ pub enum BlobError {
     Store(#[from] object_store::Error),
 }
 
-impl BlobError {
-    /// Whether trying again later may succeed (the store was unreachable),
-    /// as opposed to a missing or damaged object.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, BlobError::Store(_))
-    }
-}
-
 /// A handle on the object store named by a URL.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -230,7 +222,7 @@ mod tests {
         let mut blob = store.put("a/b", Bytes::from_static(b"x")).await.unwrap();
         store.delete_prefix("a").await.unwrap();
         let missing = store.get(&blob).await.unwrap_err();
-        assert!(matches!(missing, BlobError::NotFound(_)) && !missing.is_transient());
+        assert!(matches!(missing, BlobError::NotFound(_)));
         blob.store = "file:///elsewhere".into();
         assert!(matches!(store.get(&blob).await, Err(BlobError::ForeignStore { .. })));
     }

@@ -116,7 +116,7 @@ async fn poison_pages_are_dead_lettered_and_replayed() {
     let poison = Poison { page: 1, reject: 2, broken: Arc::clone(&broken) };
     let worker = cluster.worker(render_pipeline(vec![Box::new(poison)]), Settings::default()).await;
     let fax = cluster.submit("fax.tiff", read(sample("fax.tiff"))).await;
-    cluster.wait_finished(&[fax.doc_id.clone()], Duration::from_secs(60)).await;
+    cluster.wait_finished(std::slice::from_ref(&fax.doc_id), Duration::from_secs(60)).await;
 
     let result = &cluster.results(&fax.doc_id).await[0];
     assert_eq!(result.status, DocumentStatus::Partial);

@@ -89,7 +89,7 @@ async fn killed_worker_page_is_redelivered_and_sigterm_drains() {
 
     // Another worker gets the page again once its ack_wait ran out.
     let mut second = WorkerProcess::spawn(&cluster, "all", logs.path());
-    cluster.wait_finished(&[letter.clone()], Duration::from_secs(120)).await;
+    cluster.wait_finished(std::slice::from_ref(&letter), Duration::from_secs(120)).await;
     let results = cluster.results(&letter).await;
     assert_eq!(results.len(), 1, "one result despite the redelivery");
     assert_eq!(results[0].status, DocumentStatus::Complete);
@@ -119,6 +119,6 @@ async fn killed_worker_page_is_redelivered_and_sigterm_drains() {
     assert_eq!(left, 1, "only the page's message to enrich is left");
 
     let _third = WorkerProcess::spawn(&cluster, "all", logs.path());
-    cluster.wait_finished(&[invoice.clone()], Duration::from_secs(120)).await;
+    cluster.wait_finished(std::slice::from_ref(&invoice), Duration::from_secs(120)).await;
     assert_eq!(cluster.results(&invoice).await.len(), 1);
 }

@@ -99,7 +99,7 @@ async fn cancelled_document_completes_with_its_remaining_pages_failed() {
     while !runtime.cancellations.contains(TENANT, &fax.doc_id) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    cluster.wait_finished(&[fax.doc_id.clone()], Duration::from_secs(30)).await;
+    cluster.wait_finished(std::slice::from_ref(&fax.doc_id), Duration::from_secs(30)).await;
 
     let result = &cluster.results(&fax.doc_id).await[0];
     let kinds: Vec<_> = result.pages.iter().map(|p| p.failure.as_ref().map(|f| f.kind)).collect();

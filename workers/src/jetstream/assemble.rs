@@ -25,7 +25,7 @@ use tracing::Instrument;
 
 use super::payload::{self, blob_error};
 use super::publish::Outgoing;
-use super::state::{Change, DocumentState, Finished, PageState, StateError};
+use super::state::{Change, DocumentState, Finished, PageState};
 use super::worker::{Delivery, publish_dead_letter, undecodable};
 use super::{Error, Runtime, document_msg_id, page_msg_id};
 use crate::blobs::{BlobError, document_prefix};
@@ -425,12 +425,6 @@ async fn cleanup(runtime: &Runtime, tenant: &str, doc_id: &str) {
     }
     if let Err(error) = runtime.documents.clear_cancel(tenant, doc_id).await {
         tracing::warn!(%error, "cannot clear the document's cancellation mark");
-    }
-}
-
-impl From<StateError> for StepError {
-    fn from(error: StateError) -> Self {
-        unavailable(error)
     }
 }
 

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use schemas::subjects::{submit as submit_subject, validate_tenant};
-use schemas::{BlobRef, DocumentSource, DocumentSubmission, ErrorKind};
+use schemas::{BlobRef, DocumentSource, DocumentSubmission};
 
 use super::Error;
 use super::publish::{Outgoing, Publisher};
@@ -24,16 +24,6 @@ pub enum SubmitError {
     Tenant(#[from] schemas::subjects::TenantError),
     #[error(transparent)]
     Transport(#[from] Error),
-}
-
-impl SubmitError {
-    /// The failure category, for callers that record it.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            SubmitError::Tenant(_) => ErrorKind::MalformedMessage,
-            SubmitError::Transport(_) => ErrorKind::Unavailable,
-        }
-    }
 }
 
 /// Submits `bytes` for `tenant` and waits until the DOCS stream has it.

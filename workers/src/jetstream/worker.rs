@@ -425,15 +425,14 @@ async fn handle_page(runtime: &Runtime, stage_name: &str, message: Message) {
             tracing::info!("document cancelled, page skipped");
             give_up_page(runtime, &delivery, payload.task, payload.result, &failure, false).await;
         } else {
-            let outcome =
-                delivery.keep_alive(process_page(runtime, &delivery, payload.clone())).await;
-            match outcome {
+            let task = payload.task.clone();
+            match delivery.keep_alive(process_page(runtime, &delivery, payload)).await {
                 Ok(()) => {
                     delivery.done().await;
                     runtime.metrics.processed.with_label_values(&[stage_name]).inc();
                 }
                 Err((result, failure)) => {
-                    fail_page(runtime, &delivery, payload.task, result, failure).await;
+                    fail_page(runtime, &delivery, task, result, failure).await
                 }
             }
         }
