@@ -126,7 +126,7 @@ impl Default for OcrSettings {
             max_candidates: 1000,
             cls_thresh: 0.9,
             rec_score_thresh: 0.5,
-            rec_batch: 6,
+            rec_batch: 1,
             text_layer_min_chars: 3,
         }
     }
