@@ -1,6 +1,8 @@
 //! `pagestream analyze` end to end on the embedded transport: the real
 //! binary, the built-in topology, real models and real documents.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

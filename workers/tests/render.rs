@@ -1,6 +1,8 @@
 //! Split and render on the real sample documents and hostile fixtures,
 //! through PDFium and the image decoders.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use schemas::{DocumentKind, DocumentSource, DocumentSubmission, ErrorKind, TextSource};
