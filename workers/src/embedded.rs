@@ -21,7 +21,7 @@ use schemas::{DocumentResult, DocumentSource, DocumentStatus, DocumentSubmission
 use sha2::{Digest, Sha256};
 
 use crate::page::Page;
-use crate::pipeline::{Pipeline, now_ms};
+use crate::pipeline::{Pipeline, complete_document, now_ms};
 
 /// A document to analyse.
 #[derive(Debug, Clone)]
@@ -224,18 +224,7 @@ fn assemble(
 ) {
     let mut open: HashMap<u64, DocumentResult> = HashMap::new();
     let mut finish = |mut result: DocumentResult| {
-        result.pages.sort_by_key(|p| p.page_index);
-        let failed = result.pages.iter().filter(|p| p.failure.is_some()).count();
-        result.status =
-            if !result.failures.is_empty() || (failed > 0 && failed == result.pages.len()) {
-                DocumentStatus::Failed
-            } else if failed > 0 {
-                DocumentStatus::Partial
-            } else {
-                DocumentStatus::Complete
-            };
-        result.class = majority_class(&result);
-        result.completed_at_ms = now_ms();
+        complete_document(&mut result);
         on_document(result);
     };
     for message in inbox {
@@ -260,13 +249,4 @@ fn assemble(
             }
         }
     }
-}
-
-/// The most frequent page class of a document.
-fn majority_class(result: &DocumentResult) -> Option<String> {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for class in result.pages.iter().filter_map(|p| p.class.as_deref()) {
-        *counts.entry(class).or_default() += 1;
-    }
-    counts.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map(|(c, _)| c.to_string())
 }

@@ -4,7 +4,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use schemas::{ErrorKind, FailureRecord, StepTiming};
+use std::collections::HashMap;
+
+use schemas::{DocumentResult, DocumentStatus, ErrorKind, FailureRecord, PageResult, StepTiming};
 
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
@@ -127,6 +129,31 @@ impl Pipeline {
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name == name)
     }
+}
+
+/// Sets the status, class and completion time of an assembled document
+/// result, its pages in page order; every transport finishes documents so.
+pub fn complete_document(result: &mut DocumentResult) {
+    result.pages.sort_by_key(|p| p.page_index);
+    let failed = result.pages.iter().filter(|p| p.failure.is_some()).count();
+    result.status = if !result.failures.is_empty() || (failed > 0 && failed == result.pages.len()) {
+        DocumentStatus::Failed
+    } else if failed > 0 {
+        DocumentStatus::Partial
+    } else {
+        DocumentStatus::Complete
+    };
+    result.class = majority_class(&result.pages);
+    result.completed_at_ms = now_ms();
+}
+
+/// The most frequent page class (ties to the alphabetically first).
+fn majority_class(pages: &[PageResult]) -> Option<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for class in pages.iter().filter_map(|p| p.class.as_deref()) {
+        *counts.entry(class).or_default() += 1;
+    }
+    counts.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map(|(c, _)| c.to_string())
 }
 
 /// Milliseconds since the Unix epoch.

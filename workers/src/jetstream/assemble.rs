@@ -10,7 +10,6 @@
 //! results stream's duplicate window is dropped; once the state says
 //! finished, late duplicates are acknowledged and ignored.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::Message;
@@ -30,7 +29,7 @@ use super::worker::{Delivery, publish_dead_letter, undecodable};
 use super::{Error, Runtime, document_msg_id, page_msg_id};
 use crate::blobs::{BlobError, document_prefix};
 use crate::error::StepError;
-use crate::pipeline::{PageFailure, now_ms};
+use crate::pipeline::{PageFailure, complete_document, now_ms};
 
 /// Key of a landed page's result in the object store.
 pub fn page_result_key(tenant: &str, doc_id: &str, page_index: u32) -> String {
@@ -40,31 +39,6 @@ pub fn page_result_key(tenant: &str, doc_id: &str, page_index: u32) -> String {
 /// Key of a document's exports (kept after the document's blobs are gone).
 pub fn export_key(tenant: &str, doc_id: &str, extension: &str) -> String {
     format!("results/{tenant}/{doc_id}.{extension}")
-}
-
-/// Sets the status, class and completion time of an assembled result, its
-/// pages in page order.
-pub fn complete(result: &mut DocumentResult) {
-    result.pages.sort_by_key(|p| p.page_index);
-    let failed = result.pages.iter().filter(|p| p.failure.is_some()).count();
-    result.status = if !result.failures.is_empty() || (failed > 0 && failed == result.pages.len()) {
-        DocumentStatus::Failed
-    } else if failed > 0 {
-        DocumentStatus::Partial
-    } else {
-        DocumentStatus::Complete
-    };
-    result.class = majority_class(&result.pages);
-    result.completed_at_ms = now_ms();
-}
-
-/// The most frequent page class (ties to the alphabetically first).
-fn majority_class(pages: &[PageResult]) -> Option<String> {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for class in pages.iter().filter_map(|p| p.class.as_deref()) {
-        *counts.entry(class).or_default() += 1;
-    }
-    counts.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map(|(c, _)| c.to_string())
 }
 
 /// What landing a page did to its document.
@@ -293,7 +267,7 @@ async fn finish(
         submitted_at_ms: state.submitted_at_ms,
         completed_at_ms: 0,
     };
-    complete(&mut result);
+    complete_document(&mut result);
     publish_result(runtime, result, replay).await
 }
 
@@ -331,7 +305,7 @@ async fn reopen(
     let mut result: DocumentResult = schemas::decode(&last.payload)?;
     result.pages.retain(|p| p.page_index != page.page_index);
     result.pages.push(page);
-    complete(&mut result);
+    complete_document(&mut result);
     tracing::info!(status = ?result.status, "replayed page landed, document result published again");
     publish_result(runtime, result, replay).await
 }
@@ -476,18 +450,18 @@ mod tests {
             page(0, Some("invoice"), false),
             page(2, Some("invoice"), false),
         ]);
-        complete(&mut all_ok);
+        complete_document(&mut all_ok);
         assert_eq!(all_ok.status, DocumentStatus::Complete);
         assert_eq!(all_ok.pages.iter().map(|p| p.page_index).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(all_ok.class.as_deref(), Some("invoice"));
         assert!(all_ok.completed_at_ms > 0);
 
         let mut partial = result(vec![page(0, None, false), page(1, None, true)]);
-        complete(&mut partial);
+        complete_document(&mut partial);
         assert_eq!((partial.status, partial.class), (DocumentStatus::Partial, None));
 
         let mut failed = result(vec![page(0, None, true)]);
-        complete(&mut failed);
+        complete_document(&mut failed);
         assert_eq!(failed.status, DocumentStatus::Failed);
     }
 }
