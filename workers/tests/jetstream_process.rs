@@ -106,7 +106,7 @@ async fn killed_worker_page_is_redelivered_and_sigterm_drains() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rotated-90.png"),
     )
     .unwrap();
-    let invoice = cluster.submit("rotated-90.png", turned).await.doc_id;
+    let drained = cluster.submit("rotated-90.png", turned).await.doc_id;
     in_ocr(&second).await;
     assert!(
         second.terminate(Duration::from_secs(60)),
@@ -124,6 +124,6 @@ async fn killed_worker_page_is_redelivered_and_sigterm_drains() {
     assert_eq!(left, 1, "only the page's message to enrich is left");
 
     let _third = WorkerProcess::spawn(&cluster, "all", logs.path());
-    cluster.wait_finished(std::slice::from_ref(&invoice), Duration::from_secs(120)).await;
-    assert_eq!(cluster.results(&invoice).await.len(), 1);
+    cluster.wait_finished(std::slice::from_ref(&drained), Duration::from_secs(120)).await;
+    assert_eq!(cluster.results(&drained).await.len(), 1);
 }
