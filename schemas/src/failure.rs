@@ -34,6 +34,10 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or an unexpected condition.
     Internal,
+    /// The tenant is not one the pipeline accepts.
+    UnknownTenant,
+    /// An integration endpoint (a webhook) refused or never took the delivery.
+    Delivery,
     /// A kind this build does not know (written by a newer version).
     #[serde(other)]
     Other,

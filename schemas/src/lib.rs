@@ -31,6 +31,7 @@ mod document;
 mod event;
 mod failure;
 mod page;
+mod state;
 pub mod subjects;
 
 pub use codec::{CodecError, Envelope, MAX_DEPTH, Message, SCHEMA_VERSION, decode, encode};
@@ -45,3 +46,4 @@ pub use page::{
     PagePayload, PageResult, Point, Region, RegionKind, StepTiming, Table, TableCell, TextSource,
     Word,
 };
+pub use state::{DocumentState, Finished, PageState};

@@ -14,6 +14,11 @@ pub const HEADER_SCHEMA: &str = "Pagestream-Schema";
 pub const HEADER_KIND: &str = "Pagestream-Kind";
 /// Header carrying the document id.
 pub const HEADER_DOC_ID: &str = "Pagestream-Doc-Id";
+/// Header carrying the dead-letter sequence a message was replayed from. It
+/// travels with the page to the end, and every id derived from a replayed
+/// message carries it, so the replay is not dropped as a duplicate of the
+/// attempt that failed.
+pub const HEADER_REPLAY: &str = "Pagestream-Replay";
 
 /// Stream of submitted documents (work-queue retention).
 pub const STREAM_DOCS: &str = "PAGESTREAM_DOCS";
@@ -27,6 +32,17 @@ pub const STREAM_EVENTS: &str = "PAGESTREAM_EVENTS";
 pub const STREAM_DEAD_LETTER: &str = "PAGESTREAM_DEAD_LETTER";
 /// Key-value bucket of document state.
 pub const KV_DOCUMENTS: &str = "pagestream_documents";
+
+/// `doc.<tenant>.<doc_id>`: key of a [`crate::DocumentState`] in [`KV_DOCUMENTS`].
+pub fn document_key(tenant: &str, doc_id: &str) -> String {
+    format!("doc.{tenant}.{doc_id}")
+}
+
+/// `cancel.<tenant>.<doc_id>`: key in [`KV_DOCUMENTS`] that exists while the
+/// document is cancelled.
+pub fn cancel_key(tenant: &str, doc_id: &str) -> String {
+    format!("cancel.{tenant}.{doc_id}")
+}
 
 /// `pagestream.<tenant>.submit`: where clients publish documents.
 pub fn submit(tenant: &str) -> String {

@@ -29,4 +29,5 @@ pub use pipeline::{DEFAULT_MODEL_DIR, EMBEDDED, EMBEDDED_ORIGIN, Pipeline, Stage
 pub use settings::{
     ConsumerSettings, Discard, EnrichSettings, LayoutSettings, Limits, Model, OcrSettings,
     PreprocessSettings, RenderSettings, Retention, ScalingPolicy, Storage, StreamSettings, Streams,
+    Tenant, Webhook, WebhookSettings,
 };

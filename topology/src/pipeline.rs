@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Location, TopologyError};
 use crate::settings::{
     ConsumerSettings, EnrichSettings, LayoutSettings, Limits, Model, OcrSettings,
-    PreprocessSettings, RenderSettings, ScalingPolicy, Streams,
+    PreprocessSettings, RenderSettings, ScalingPolicy, Streams, Tenant, WebhookSettings,
 };
 use crate::source::{Source, key_path};
 use crate::validate;
@@ -149,6 +149,10 @@ pub(crate) struct File {
     pub(crate) models: BTreeMap<String, Model>,
     pub(crate) streams: Streams,
     pub(crate) stages: BTreeMap<String, Stage>,
+    #[serde(default)]
+    pub(crate) tenants: BTreeMap<String, Tenant>,
+    #[serde(default)]
+    pub(crate) webhooks: WebhookSettings,
 }
 
 /// Where a model's keys are in the file, for errors found after loading.
@@ -172,6 +176,8 @@ pub struct Pipeline {
     model_sites: BTreeMap<String, ModelSites>,
     streams: Streams,
     stages: Vec<Stage>,
+    tenants: BTreeMap<String, Tenant>,
+    webhooks: WebhookSettings,
 }
 
 impl Pipeline {
@@ -212,6 +218,8 @@ impl Pipeline {
             model_sites,
             streams: file.streams,
             stages,
+            tenants: file.tenants,
+            webhooks: file.webhooks,
         })
     }
 
@@ -290,6 +298,24 @@ impl Pipeline {
     /// Enrichment settings.
     pub fn enrich(&self) -> &EnrichSettings {
         &self.enrich
+    }
+
+    /// The declared tenants; empty when every well-formed tenant name is
+    /// accepted.
+    pub fn tenants(&self) -> &BTreeMap<String, Tenant> {
+        &self.tenants
+    }
+
+    /// Whether documents of `tenant` are accepted: any tenant when none is
+    /// declared, else only the declared ones. (Whether the name is
+    /// well-formed is checked where it enters, see `schemas::subjects`.)
+    pub fn accepts_tenant(&self, tenant: &str) -> bool {
+        self.tenants.is_empty() || self.tenants.contains_key(tenant)
+    }
+
+    /// How webhooks are delivered.
+    pub fn webhooks(&self) -> &WebhookSettings {
+        &self.webhooks
     }
 
     /// Checks that every model file exists in `model_dir` and has its sha256;

@@ -291,3 +291,49 @@ impl Default for ScalingPolicy {
         }
     }
 }
+
+/// A tenant declared in `[tenants.<name>]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// Where the tenant's finished documents are posted, if anywhere.
+    #[serde(default)]
+    pub webhook: Option<Webhook>,
+}
+
+/// A tenant's webhook: every document result is POSTed to `url` as JSON,
+/// signed with HMAC-SHA256 under the secret in environment variable
+/// `secret_env` (never in the file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Name of the environment variable holding the signing secret.
+    pub secret_env: String,
+}
+
+/// How webhooks are delivered (`[webhooks]`), for every tenant.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Longest wait for the receiver's answer to one delivery.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub timeout: Duration,
+    /// The webhook sink's consumer of the results stream: `max_deliver`
+    /// attempts with `backoff` between them, then a dead letter.
+    pub consumer: ConsumerSettings,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            timeout: Duration::from_secs(10),
+            consumer: ConsumerSettings {
+                max_deliver: 6,
+                backoff: [1, 5, 30, 120, 600].map(Duration::from_secs).to_vec(),
+                ..ConsumerSettings::default()
+            },
+        }
+    }
+}

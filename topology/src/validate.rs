@@ -16,6 +16,7 @@ pub(crate) fn check(file: &File, source: &Source<'_>) -> Result<Vec<String>, Vec
     checker.settings(file);
     checker.models(file);
     checker.streams(file);
+    checker.tenants(file);
     let stages = checker.stages(file);
     checker.graph(&stages);
     if checker.errors.is_empty() {
@@ -131,6 +132,34 @@ impl Checker<'_, '_> {
                 model.intra_threads.into(),
             );
         }
+    }
+
+    fn tenants(&mut self, file: &File) {
+        for (name, tenant) in &file.tenants {
+            if let Err(error) = schemas::subjects::validate_tenant(name) {
+                self.invalid(key_path!["tenants", name], error.to_string());
+            }
+            let Some(webhook) = &tenant.webhook else { continue };
+            let key = key_path!["tenants", name, "webhook"];
+            let url = webhook.url.as_str();
+            let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            if host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+                self.invalid(key.key("url"), "expected an http:// or https:// URL with a host");
+            }
+            let env_name = webhook.secret_env.as_str();
+            let well_formed = !env_name.is_empty()
+                && !env_name.starts_with(|c: char| c.is_ascii_digit())
+                && env_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !well_formed {
+                self.invalid(
+                    key.key("secret_env"),
+                    "expected the name of an environment variable (A-Z, 0-9, _)",
+                );
+            }
+        }
+        let webhooks = key_path!["webhooks"];
+        self.nonzero_duration(webhooks.key("timeout"), file.webhooks.timeout);
+        self.consumer(webhooks.key("consumer"), &file.webhooks.consumer);
     }
 
     fn streams(&mut self, file: &File) {

@@ -66,6 +66,35 @@ fn sections_left_out_take_their_defaults() {
     assert_eq!(split.consumer(), &topology::ConsumerSettings::default());
     assert_eq!(split.scaling(), &topology::ScalingPolicy::default());
     assert!(pipeline.models().is_empty());
+    assert!(pipeline.tenants().is_empty());
+    assert_eq!(pipeline.webhooks(), &topology::WebhookSettings::default());
+}
+
+#[test]
+fn without_declared_tenants_every_tenant_is_accepted() {
+    let pipeline = Pipeline::embedded().unwrap();
+    assert!(pipeline.tenants().is_empty());
+    assert!(pipeline.accepts_tenant("default") && pipeline.accepts_tenant("acme"));
+}
+
+#[test]
+fn declared_tenants_are_the_only_ones_accepted_and_carry_their_webhook() {
+    let text = format!(
+        "{}\n[tenants.acme]\nwebhook = {{ url = \"https://hooks.example.com/in\", \
+         secret_env = \"ACME_WEBHOOK_SECRET\" }}\n\n[tenants.globex]\n\n\
+         [webhooks]\ntimeout = \"3s\"\nconsumer = {{ max_deliver = 3, backoff = [\"1s\"] }}\n",
+        include_str!("minimal.toml")
+    );
+    let pipeline = Pipeline::from_str(&text, "tenants.toml").unwrap();
+    assert!(pipeline.accepts_tenant("acme") && pipeline.accepts_tenant("globex"));
+    assert!(!pipeline.accepts_tenant("initech"));
+    let webhook = pipeline.tenants()["acme"].webhook.as_ref().unwrap();
+    assert_eq!(webhook.url, "https://hooks.example.com/in");
+    assert_eq!(webhook.secret_env, "ACME_WEBHOOK_SECRET");
+    assert!(pipeline.tenants()["globex"].webhook.is_none());
+    assert_eq!(pipeline.webhooks().timeout, Duration::from_secs(3));
+    assert_eq!(pipeline.webhooks().consumer.max_deliver, 3);
+    assert_eq!(pipeline.webhooks().consumer.backoff, [Duration::from_secs(1)]);
 }
 
 #[test]

@@ -37,6 +37,14 @@ pub enum BlobError {
     Store(#[from] object_store::Error),
 }
 
+/// An object found by [`BlobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub modified_ms: u64,
+}
+
 /// A handle on the object store named by a URL.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -145,6 +153,23 @@ impl BlobStore {
             Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(key.to_string())),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Every object in the store: key, size and modification time
+    /// (milliseconds since the Unix epoch), sorted by key.
+    pub async fn list(&self) -> Result<Vec<Listed>, BlobError> {
+        let mut listed: Vec<Listed> = self
+            .store
+            .list(None)
+            .map_ok(|meta| Listed {
+                key: meta.location.to_string(),
+                size: meta.size,
+                modified_ms: meta.last_modified.timestamp_millis().max(0) as u64,
+            })
+            .try_collect()
+            .await?;
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listed)
     }
 
     /// Deletes every object whose key starts with `prefix` (a whole path

@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod cli;
+pub mod client;
 pub mod embedded;
 pub mod error;
 pub mod home;

@@ -8,9 +8,15 @@ fn main() -> ExitCode {
     let cli = workers::cli::Cli::parse();
     match workers::cli::run(cli) {
         Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => match error.downcast_ref::<workers::cli::Failure>() {
+            Some(failure) => {
+                eprintln!("error: {failure}");
+                ExitCode::from(failure.exit_code())
+            }
+            None => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

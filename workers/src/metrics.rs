@@ -34,6 +34,7 @@ pub mod names {
     pub const CONSUMER_ACK_PENDING: &str = "pagestream_consumer_ack_pending";
     pub const CONSUMER_LAG: &str = "pagestream_consumer_lag";
     pub const PUBLISH_RETRIES: &str = "pagestream_publish_retries_total";
+    pub const MODEL_BATCH_SIZE: &str = "pagestream_model_batch_size";
 }
 
 /// The metrics of one worker process.
@@ -68,6 +69,9 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// Publish attempts retried, label `reason` (`full` or `unavailable`).
     pub publish_retries: IntCounterVec,
+    /// Inputs per model inference, label `model` (process-wide, see
+    /// [`crate::models::BATCH_SIZES`]).
+    pub model_batch_sizes: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -136,6 +140,7 @@ impl Metrics {
                 &["stage"],
             ),
             publish_retries: counter(PUBLISH_RETRIES, "Publish attempts retried", &["reason"]),
+            model_batch_sizes: register(&registry, Ok(crate::models::BATCH_SIZES.clone())),
             registry,
         }
     }
@@ -281,6 +286,7 @@ mod tests {
         };
         metrics.observe_steps("ocr", &result);
         metrics.processed.with_label_values(&["ocr"]).inc();
+        crate::models::BATCH_SIZES.with_label_values(&["metrics-test"]).observe(6.0);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ready = Readiness::default();
@@ -292,6 +298,9 @@ mod tests {
         assert!(body.contains(
             r#"pagestream_step_duration_seconds_count{stage="ocr",step="recognize_text"} 1"#
         ));
+        assert!(
+            body.contains(r#"pagestream_model_batch_size_bucket{model="metrics-test",le="8"} 1"#)
+        );
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         ready.set(true);

@@ -34,13 +34,7 @@ pub enum BuildError {
 pub fn build(topology: &Topology, home: &Home) -> Result<Pipeline, BuildError> {
     crate::pdf::init(&home.pdfium_lib())?;
     let models = load_models(topology, home)?;
-    let limits = topology.limits();
-    let splitter = split::Splitter {
-        config: split::Config {
-            max_document_bytes: limits.max_document_bytes,
-            max_pages: limits.max_pages,
-        },
-    };
+    let splitter = split::Splitter { config: topology.limits().into() };
     let mut stages = Vec::new();
     for spec in topology.stages() {
         // Split and assemble are document-level; the transports run them.
@@ -56,7 +50,7 @@ pub fn build(topology: &Topology, home: &Home) -> Result<Pipeline, BuildError> {
             .collect::<Result<Vec<_>, _>>()?;
         let mut stage = Stage::new(spec.name(), steps);
         stage.concurrency = spec.concurrency().max(1) as usize;
-        stage.step_timeout = Some(limits.step_timeout);
+        stage.step_timeout = Some(topology.limits().step_timeout);
         stages.push(stage);
     }
     Ok(Pipeline { splitter, stages })

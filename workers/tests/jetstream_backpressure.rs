@@ -51,6 +51,7 @@ async fn full_streams_slow_producers_down_and_nothing_is_dropped() {
             )
             .await
             .unwrap()
+            .submission
             .doc_id
         });
     }

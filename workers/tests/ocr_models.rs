@@ -185,10 +185,15 @@ fn page_text(lines: &[Line]) -> String {
 fn detection_and_recognition_match_the_reference() {
     let golden = golden("scan-letter.json");
     let mut page = render("samples/scan-letter.png");
+    let rec_batches = workers::models::BATCH_SIZES.with_label_values(&[MODEL_REC]);
+    let inputs_before = rec_batches.get_sample_sum();
     let meter = run(&reference_ocr_steps(), &mut page);
     assert!(!meter.inference.is_zero());
     let lines = &page.result.lines;
     assert_eq!(lines.len(), golden.lines.len(), "{lines:#?}");
+    // Every line went through recognition, in batches the metric counts
+    // (other tests share the process-wide histogram, hence "at least").
+    assert!(rec_batches.get_sample_sum() - inputs_before >= lines.len() as f64);
     let mut same_text = 0;
     for want in &golden.lines {
         let want_box = BBox::enclosing(&want.quad).unwrap();

@@ -3,9 +3,10 @@
 
 use schemas::{
     BBox, BlobRef, DeadLetter, Diagnostic, DiagnosticLevel, DocumentKind, DocumentResult,
-    DocumentSource, DocumentStatus, DocumentSubmission, ErrorKind, Event, EventBody, FailureRecord,
-    Field, FieldKind, ImageEncoding, Language, Line, PageImage, PagePayload, PageResult, PageTask,
-    Region, RegionKind, StepTiming, Table, TableCell, TextSource, Word,
+    DocumentSource, DocumentState, DocumentStatus, DocumentSubmission, ErrorKind, Event, EventBody,
+    FailureRecord, Field, FieldKind, Finished, ImageEncoding, Language, Line, PageImage,
+    PagePayload, PageResult, PageState, PageTask, Region, RegionKind, StepTiming, Table, TableCell,
+    TextSource, Word,
 };
 
 /// A real 1x1 white grayscale PNG.
@@ -63,6 +64,25 @@ pub fn failure() -> FailureRecord {
         message: "recognition took longer than 30 s".to_owned(),
         attempts: 5,
         at_ms: SUBMITTED_AT_MS + 61_250,
+    }
+}
+
+/// The bucket's state of a three-page run with a failed page, finished.
+pub fn document_state() -> DocumentState {
+    DocumentState {
+        doc_id: DOC_ID.to_owned(),
+        tenant: TENANT.to_owned(),
+        file_name: Some("invoice.png".to_owned()),
+        kind: Some(DocumentKind::Png),
+        sha256: DOC_ID.to_owned(),
+        size: PNG.len() as u64,
+        submitted_at_ms: SUBMITTED_AT_MS,
+        pages: vec![PageState::Done, PageState::Failed, PageState::Pending],
+        failures: vec![failure()],
+        finished: Some(Finished {
+            status: DocumentStatus::Partial,
+            at_ms: SUBMITTED_AT_MS + 62_000,
+        }),
     }
 }
 

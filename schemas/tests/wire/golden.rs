@@ -66,6 +66,32 @@ fn golden_bytes_match_every_kind() {
     let on_disk: BTreeSet<String> = std::fs::read_dir(golden_dir())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".msgpack"))
         .collect();
     assert_eq!(on_disk, golden.0, "golden files without a message kind, or the reverse");
+}
+
+/// The document state is stored as JSON in the key-value bucket; its golden
+/// file guards that encoding the same way.
+#[test]
+fn golden_json_matches_document_state() {
+    let path = golden_dir().join("document_state.json");
+    let state = crate::fixtures::document_state();
+    let encoded = serde_json::to_string_pretty(&state).unwrap() + "\n";
+    if updating() {
+        std::fs::write(&path, &encoded).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run with {UPDATE_VAR}=1", path.display()));
+    assert!(
+        encoded == golden,
+        "JSON of the document state differs from {}: if intended, rerun with {UPDATE_VAR}=1",
+        path.display()
+    );
+    let decoded: schemas::DocumentState = serde_json::from_str(&golden).unwrap();
+    assert_eq!(decoded, state);
+    // Fields added later have defaults: the oldest shape still reads.
+    let minimal = r#"{"doc_id":"d","tenant":"t","sha256":"d","size":1,"submitted_at_ms":1,"pages":["pending"]}"#;
+    let decoded: schemas::DocumentState = serde_json::from_str(minimal).unwrap();
+    assert_eq!((decoded.file_name, decoded.finished, decoded.failures.len()), (None, None, 0));
 }

@@ -3,9 +3,14 @@
 mod analyze;
 mod cancel;
 mod dlq;
+mod ingest;
+mod result;
 mod status;
 mod streams;
+mod submit;
 mod topology_check;
+mod watch;
+mod webhooks;
 mod worker;
 
 use std::path::PathBuf;
@@ -16,9 +21,14 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 pub use analyze::AnalyzeArgs;
 pub use cancel::CancelArgs;
 pub use dlq::DlqArgs;
+pub use ingest::IngestArgs;
+pub use result::ResultArgs;
 pub use status::StatusArgs;
 pub use streams::StreamsArgs;
+pub use submit::SubmitArgs;
 pub use topology_check::TopologyArgs;
+pub use watch::WatchArgs;
+pub use webhooks::WebhooksArgs;
 pub use worker::WorkerArgs;
 
 /// pagestream analyses document pages (PDF, PNG, JPEG, TIFF) with layout and
@@ -56,6 +66,10 @@ pub struct GlobalArgs {
     /// Client key for TLS to NATS
     #[arg(long, global = true, env = "NATS_KEY", value_name = "FILE")]
     pub tlskey: Option<PathBuf>,
+    /// Prefix of reply subjects; a tenant whose permissions allow only its
+    /// own inbox sets it, e.g. `_INBOX_acme` (see deploy/nats/)
+    #[arg(long, global = true, env = "NATS_INBOX_PREFIX", default_value = "_INBOX")]
+    pub inbox_prefix: String,
     /// Pipeline definition [default: the built-in topology/pipeline.toml]
     #[arg(long, global = true, env = "PAGESTREAM_TOPOLOGY", value_name = "FILE")]
     pub topology: Option<PathBuf>,
@@ -108,6 +122,16 @@ pub enum Command {
     Cancel(CancelArgs),
     /// List or replay dead letters
     Dlq(DlqArgs),
+    /// Submit documents to the pipeline, optionally waiting for their results
+    Submit(SubmitArgs),
+    /// Submit every document of a directory or object-store URL (resumable)
+    Ingest(IngestArgs),
+    /// Print the result of a finished document
+    Result(ResultArgs),
+    /// Stream document results or events as JSON lines
+    Watch(WatchArgs),
+    /// Deliver document results to the tenants' webhooks until SIGTERM
+    Webhooks(WebhooksArgs),
 }
 
 /// Runs the parsed command line.
@@ -121,7 +145,81 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&cli.global, args),
         Command::Cancel(args) => cancel::run(&cli.global, args),
         Command::Dlq(args) => dlq::run(&cli.global, args),
+        Command::Submit(args) => submit::run(&cli.global, args),
+        Command::Ingest(args) => ingest::run(&cli.global, args),
+        Command::Result(args) => result::run(&cli.global, args),
+        Command::Watch(args) => watch::run(&cli.global, args),
+        Command::Webhooks(args) => webhooks::run(&cli.global, args),
     }
+}
+
+/// A failure of a command that scripts can tell apart by its exit code
+/// (documented in README.md, "Exit codes"). Anything else exits with 1.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// A file cannot be read.
+    #[error("{0}")]
+    Unreadable(String),
+    /// A document breaks a limit of the topology or is not a document.
+    #[error("{0}")]
+    Rejected(String),
+    /// The tenant is malformed or not declared in the topology.
+    #[error("{0}")]
+    Tenant(String),
+    /// The NATS server cannot be reached.
+    #[error(
+        "cannot reach nats at {url}: {reason} (is the server running? set --nats-url or NATS_URL)"
+    )]
+    Unreachable { url: String, reason: String },
+    /// Waiting for a result ran out of time; the work goes on.
+    #[error("{0}")]
+    TimedOut(String),
+    /// The document or result does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl Failure {
+    /// The process exit code of this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Unreadable(_) => 3,
+            Failure::Rejected(_) => 4,
+            Failure::Tenant(_) => 5,
+            Failure::Unreachable { .. } => 6,
+            Failure::TimedOut(_) => 7,
+            Failure::NotFound(_) => 8,
+        }
+    }
+}
+
+/// Checks that `tenant` is well-formed and accepted by the topology.
+fn check_tenant(topology: &topology::Pipeline, tenant: &str) -> Result<(), Failure> {
+    schemas::subjects::validate_tenant(tenant)
+        .map_err(|e| Failure::Tenant(format!("invalid tenant `{tenant}`: {e}")))?;
+    if !topology.accepts_tenant(tenant) {
+        let known: Vec<&str> = topology.tenants().keys().map(String::as_str).collect();
+        return Err(Failure::Tenant(format!(
+            "unknown tenant `{tenant}` (the topology declares: {})",
+            known.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Connects a one-shot client command to NATS; an unreachable server is a
+/// [`Failure::Unreachable`].
+async fn connect_client(
+    global: &GlobalArgs,
+    name: &str,
+) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {
+    let config = worker::connect_config(global, name, false);
+    let client = crate::jetstream::connect(&config).await.map_err(|error| match error {
+        crate::jetstream::Error::Connect { url, reason } => Failure::Unreachable { url, reason },
+        other => Failure::Unreachable { url: config.url.clone(), reason: other.to_string() },
+    })?;
+    let js = crate::jetstream::context(client.clone());
+    Ok((client, js))
 }
 
 fn init_logging(global: &GlobalArgs) {

@@ -7,8 +7,9 @@ use clap::Args;
 
 use super::GlobalArgs;
 use super::worker::{block_on, connect_config};
-use crate::jetstream::state::{Documents, PageState};
+use crate::jetstream::state::Documents;
 use crate::jetstream::{self, Error};
+use schemas::PageState;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

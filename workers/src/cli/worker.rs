@@ -66,6 +66,7 @@ pub(super) fn connect_config(
         tls_ca: global.tlsca.clone(),
         tls_cert: global.tlscert.clone(),
         tls_key: global.tlskey.clone(),
+        inbox_prefix: global.inbox_prefix.clone(),
         name: name.to_string(),
         retry_initial,
     }
@@ -139,16 +140,12 @@ fn build_pipeline(
     if stages.split(',').any(|s| s.trim() == topology::catalogue::ENTRY_STAGE) {
         crate::pdf::init(&home.pdfium_lib())?;
     }
-    let limits = topology.limits();
-    let config = split::Config {
-        max_document_bytes: limits.max_document_bytes,
-        max_pages: limits.max_pages,
-    };
+    let config = topology.limits().into();
     Ok(Pipeline { splitter: split::Splitter { config }, stages: Vec::new() })
 }
 
 /// SIGTERM or ctrl-c.
-async fn wait_for_signal() {
+pub(super) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use async_nats::Subject;
 use futures::StreamExt;
-use schemas::subjects::STREAM_DOCS;
+use schemas::subjects::{HEADER_REPLAY, STREAM_DOCS};
 use schemas::{DocumentSubmission, ErrorKind, FailureRecord, PagePayload};
 use serde::Deserialize;
 
 use super::split::give_up_document;
 use super::worker::{Role, document_finished, forward_failed};
-use super::{Error, HEADER_REPLAY, Runtime};
+use super::{Error, Runtime};
 use crate::pipeline::now_ms;
 
 /// Queue group of the advisory listeners.

@@ -16,15 +16,15 @@ use async_nats::jetstream::Message;
 use bytes::Bytes;
 use schemas::subjects::{STREAM_RESULTS, event, result as result_subject};
 use schemas::{
-    DocumentResult, DocumentStatus, ErrorKind, Event, EventBody, FailureRecord, PagePayload,
-    PageResult, PageTask,
+    DocumentResult, DocumentState, DocumentStatus, ErrorKind, Event, EventBody, FailureRecord,
+    Finished, PagePayload, PageResult, PageState, PageTask,
 };
 use topology::catalogue::EXIT_STAGE;
 use tracing::Instrument;
 
 use super::payload::{self, blob_error};
 use super::publish::Outgoing;
-use super::state::{Change, DocumentState, Finished, PageState};
+use super::state::Change;
 use super::worker::{Delivery, publish_dead_letter, undecodable};
 use super::{Error, Runtime, document_msg_id, page_msg_id};
 use crate::blobs::{BlobError, document_prefix};

@@ -9,10 +9,10 @@
 use async_nats::jetstream::context::Context;
 use bytes::Bytes;
 use schemas::DeadLetter;
-use schemas::subjects::{HEADER_DOC_ID, STREAM_DEAD_LETTER};
+use schemas::subjects::{HEADER_DOC_ID, HEADER_REPLAY, STREAM_DEAD_LETTER};
 
+use super::Error;
 use super::publish::{Outgoing, Publisher};
-use super::{Error, HEADER_REPLAY};
 
 /// One message of the dead-letter stream.
 #[derive(Debug, Clone)]

@@ -24,6 +24,7 @@ pub mod publish;
 pub mod split;
 pub mod state;
 pub mod submit;
+pub mod webhook;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -43,12 +44,6 @@ use crate::pipeline::Pipeline;
 use payload::ImagePolicy;
 use publish::{PublishError, Publisher};
 use state::{Cancellations, Documents, StateError};
-
-/// Header carrying the dead-letter sequence a message was replayed from. It
-/// travels with the page to the end, and every id derived from a replayed
-/// message carries it, so the replay is not dropped as a duplicate of the
-/// attempt that failed.
-pub const HEADER_REPLAY: &str = "Pagestream-Replay";
 
 /// Why the transport could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +84,8 @@ pub struct ConnectConfig {
     pub tls_ca: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Prefix of reply subjects (`_INBOX` when empty).
+    pub inbox_prefix: String,
     /// Connection name shown by the server.
     pub name: String,
     /// Keep trying when the server is not up yet (workers), instead of
@@ -105,6 +102,9 @@ pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, Error
         .max_reconnects(None);
     if config.retry_initial {
         options = options.retry_on_initial_connect();
+    }
+    if !config.inbox_prefix.is_empty() {
+        options = options.custom_inbox_prefix(&config.inbox_prefix);
     }
     if let Some(creds) = &config.creds {
         options = options
@@ -305,6 +305,8 @@ pub struct Runtime {
     pub publisher: Publisher,
     /// Per page stage, whether a later stage reads the document bytes.
     keep_document: HashMap<String, bool>,
+    /// The tenants the topology declares; empty: every tenant.
+    tenants: Vec<String>,
 }
 
 impl Runtime {
@@ -346,6 +348,7 @@ impl Runtime {
             metrics,
             publisher,
             keep_document,
+            tenants: topology.tenants().keys().cloned().collect(),
         })
     }
 
@@ -353,6 +356,12 @@ impl Runtime {
     /// want the page image).
     pub fn has_exit_steps(&self) -> bool {
         self.pipeline.stage(EXIT_STAGE).is_some_and(|s| !s.steps.is_empty())
+    }
+
+    /// Whether documents of `tenant` are accepted (see
+    /// [`topology::Pipeline::accepts_tenant`]).
+    pub fn accepts_tenant(&self, tenant: &str) -> bool {
+        self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
     }
 
     /// Whether pages leaving `stage` must keep the document bytes.

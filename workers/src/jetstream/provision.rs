@@ -52,12 +52,19 @@ pub fn plan(topology: &topology::Pipeline, route: &Route) -> Plan {
     let plan_streams = vec![
         stream_config(STREAM_DOCS.into(), subjects("submit"), &streams.docs),
         stream_config(STREAM_WORK.into(), subjects("pages.>"), &streams.work),
-        stream_config(STREAM_RESULTS.into(), subjects("results.>"), &streams.results),
+        {
+            // Direct gets name the subject in the API subject, so NATS
+            // permissions can confine a tenant to its own results.
+            let mut results =
+                stream_config(STREAM_RESULTS.into(), subjects("results.>"), &streams.results);
+            results.allow_direct = true;
+            results
+        },
         stream_config(STREAM_EVENTS.into(), subjects("events.>"), &streams.events),
         stream_config(STREAM_DEAD_LETTER.into(), subjects("dead.>"), &streams.dead_letter),
         kv,
     ];
-    let consumers = route
+    let mut consumers: Vec<(String, pull::Config)> = route
         .consumers()
         .into_iter()
         .map(|(stream, name, filter)| {
@@ -78,6 +85,11 @@ pub fn plan(topology: &topology::Pipeline, route: &Route) -> Plan {
             (stream, config)
         })
         .collect();
+    let has_webhooks = topology.tenants().values().any(|tenant| tenant.webhook.is_some());
+    if has_webhooks {
+        let config = super::webhook::consumer_config(topology.webhooks());
+        consumers.push((STREAM_RESULTS.to_string(), config));
+    }
     Plan { streams: plan_streams, consumers }
 }
 

@@ -13,14 +13,14 @@ use std::time::Duration;
 use async_nats::jetstream::Message;
 use schemas::subjects::{STREAM_WORK, validate_tenant};
 use schemas::{
-    DeadLetter, DocumentResult, DocumentSource, DocumentStatus, DocumentSubmission, ErrorKind,
-    FailureRecord, PagePayload, PageResult,
+    DeadLetter, DocumentResult, DocumentSource, DocumentState, DocumentStatus, DocumentSubmission,
+    ErrorKind, FailureRecord, PagePayload, PageResult, PageState,
 };
 use tracing::Instrument;
 
 use super::assemble::publish_result;
 use super::payload::{self, blob_error, blocking};
-use super::state::{Change, DocumentState, PageState};
+use super::state::Change;
 use super::worker::{Delivery, page_message, publish_dead_letter, undecodable};
 use super::{Error, Runtime, document_msg_id};
 use crate::blobs::{self, sha256_hex};
@@ -115,6 +115,10 @@ async fn split_document(
             "validate",
             StepError::reject(ErrorKind::MalformedMessage, error.to_string()),
         ));
+    }
+    if !runtime.accepts_tenant(tenant) {
+        let message = format!("tenant `{tenant}` is not declared in the topology");
+        return Err(("validate", StepError::reject(ErrorKind::UnknownTenant, message)));
     }
     if !valid_doc_id(doc_id) {
         let message = "document id may only hold letters, digits, '-' and '_' (at most 128)";

@@ -3,9 +3,9 @@
 //! any number of assemble workers agree on when the last page arrived; and
 //! the cancellation marks workers consult before working on a page.
 //!
-//! Keys: `doc.<tenant>.<doc_id>` holds a [`DocumentState`] (JSON, so that
-//! `nats kv get` shows it as is); `cancel.<tenant>.<doc_id>` exists while a
-//! document is cancelled.
+//! Keys (spelled in `schemas::subjects`): `doc.<tenant>.<doc_id>` holds a
+//! [`DocumentState`] (JSON, so that `nats kv get` shows it as is);
+//! `cancel.<tenant>.<doc_id>` exists while a document is cancelled.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -14,70 +14,8 @@ use std::time::Duration;
 use async_nats::jetstream::kv::{self, Operation};
 use bytes::Bytes;
 use futures::StreamExt;
-use schemas::{DocumentKind, DocumentStatus, FailureRecord};
-use serde::{Deserialize, Serialize};
-
-/// Where a page of a document stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PageState {
-    /// Not yet in `assemble`.
-    Pending,
-    /// Analysed; its result is stored.
-    Done,
-    /// Failed for good (dead-lettered or cancelled); its failure is stored.
-    Failed,
-}
-
-/// What the bucket records about a document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DocumentState {
-    pub doc_id: String,
-    pub tenant: String,
-    #[serde(default)]
-    pub file_name: Option<String>,
-    #[serde(default)]
-    pub kind: Option<DocumentKind>,
-    /// Hex sha256 of the document bytes.
-    pub sha256: String,
-    /// Size of the document in bytes.
-    pub size: u64,
-    /// Submission time of the run this state belongs to, milliseconds since
-    /// the Unix epoch; pages of another run are ignored.
-    pub submitted_at_ms: u64,
-    /// One entry per page.
-    pub pages: Vec<PageState>,
-    /// Failures of the document as a whole (it could not be split).
-    #[serde(default)]
-    pub failures: Vec<FailureRecord>,
-    /// Set once the document result is published.
-    #[serde(default)]
-    pub finished: Option<Finished>,
-}
-
-/// How a document ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finished {
-    pub status: DocumentStatus,
-    pub at_ms: u64,
-}
-
-impl DocumentState {
-    /// Pages that have landed, successfully or not.
-    pub fn landed(&self) -> usize {
-        self.pages.iter().filter(|p| **p != PageState::Pending).count()
-    }
-
-    /// Pages that failed.
-    pub fn failed(&self) -> usize {
-        self.pages.iter().filter(|p| **p == PageState::Failed).count()
-    }
-
-    /// Whether every page has landed.
-    pub fn all_landed(&self) -> bool {
-        self.landed() == self.pages.len()
-    }
-}
+use schemas::DocumentState;
+use schemas::subjects::{cancel_key, document_key};
 
 /// Why the document state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -101,16 +39,6 @@ pub enum Change<T> {
 
 /// Compare-and-set attempts before giving up on a contended key.
 const MAX_ATTEMPTS: usize = 64;
-
-/// `doc.<tenant>.<doc_id>`
-pub fn document_key(tenant: &str, doc_id: &str) -> String {
-    format!("doc.{tenant}.{doc_id}")
-}
-
-/// `cancel.<tenant>.<doc_id>`
-pub fn cancel_key(tenant: &str, doc_id: &str) -> String {
-    format!("cancel.{tenant}.{doc_id}")
-}
 
 /// The document states and cancellation marks of one bucket.
 #[derive(Clone)]
@@ -254,33 +182,5 @@ impl Cancellations {
     pub fn contains(&self, tenant: &str, doc_id: &str) -> bool {
         let key = format!("{tenant}.{doc_id}");
         self.keys.read().map(|set| set.contains(&key)).unwrap_or(false)
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_landed_pages() {
-        let mut state = DocumentState {
-            doc_id: "d".into(),
-            tenant: "t".into(),
-            file_name: None,
-            kind: Some(DocumentKind::Pdf),
-            sha256: "d".into(),
-            size: 1,
-            submitted_at_ms: 1,
-            pages: vec![PageState::Pending; 3],
-            failures: Vec::new(),
-            finished: None,
-        };
-        assert!(!state.all_landed());
-        state.pages = vec![PageState::Done, PageState::Failed, PageState::Done];
-        assert_eq!((state.landed(), state.failed(), state.all_landed()), (3, 1, true));
-        let json = serde_json::to_string(&state).unwrap();
-        assert!(json.contains(r#""pages":["done","failed","done"]"#), "{json}");
-        assert_eq!(serde_json::from_str::<DocumentState>(&json).unwrap(), state);
     }
 }

@@ -26,6 +26,16 @@ pub enum SubmitError {
     Transport(#[from] Error),
 }
 
+/// A document the DOCS stream has taken.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub submission: DocumentSubmission,
+    /// The stream already had this document (same tenant and bytes within
+    /// the duplicate window): the earlier submission's run is the one that
+    /// counts, and no work is redone.
+    pub duplicate: bool,
+}
+
 /// Submits `bytes` for `tenant` and waits until the DOCS stream has it.
 pub async fn submit(
     publisher: &Publisher,
@@ -34,7 +44,7 @@ pub async fn submit(
     file_name: Option<&str>,
     bytes: Vec<u8>,
     inline_max_bytes: usize,
-) -> Result<DocumentSubmission, SubmitError> {
+) -> Result<Submitted, SubmitError> {
     validate_tenant(tenant)?;
     let doc_id = sha256_hex(&bytes);
     let source = if bytes.len() <= inline_max_bytes {
@@ -58,6 +68,6 @@ pub async fn submit(
         &submission,
     )
     .map_err(Error::from)?;
-    publisher.publish(&outgoing).await.map_err(Error::from)?;
-    Ok(submission)
+    let ack = publisher.publish(&outgoing).await.map_err(Error::from)?;
+    Ok(Submitted { submission, duplicate: ack.duplicate })
 }

@@ -17,7 +17,7 @@ use async_nats::jetstream::AckKind;
 use async_nats::jetstream::Message;
 use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
-use schemas::subjects::dead_letter;
+use schemas::subjects::{HEADER_REPLAY, dead_letter};
 use schemas::{
     DeadLetter, DocumentSource, ErrorKind, FailureRecord, PagePayload, PageResult, PageTask,
 };
@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use super::payload;
 use super::publish::Outgoing;
-use super::{Error, HEADER_REPLAY, Runtime, page_msg_id};
+use super::{Error, Runtime, page_msg_id};
 use crate::error::{Retry, StepError};
 use crate::metrics::Readiness;
 use crate::page::Page;

@@ -5,17 +5,31 @@
 pub mod prep;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, TensorRef};
+use prometheus::{Histogram, HistogramOpts, HistogramVec};
 use rayon::prelude::*;
 
 use crate::error::{ErrorKind, StepError};
 use crate::page::StepMeter;
+
+/// Batch size of every inference, label `model`: process-wide, because the
+/// models are loaded once per process; [`crate::metrics::Metrics`] exports it.
+pub static BATCH_SIZES: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+    let opts = HistogramOpts::new(
+        crate::metrics::names::MODEL_BATCH_SIZE,
+        "Inputs per model inference (the first dimension of its input)",
+    )
+    .buckets(buckets);
+    // The definition is constant and valid; `new` only fails on a bad name.
+    HistogramVec::new(opts, &["model"]).unwrap_or_else(|e| panic!("invalid metric: {e}"))
+});
 
 /// What can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +165,7 @@ pub struct Model {
     name: String,
     input_shape: Vec<i64>,
     labels: Option<Vec<String>>,
+    batch_sizes: Histogram,
     sessions: Mutex<Vec<Session>>,
     returned: Condvar,
 }
@@ -242,6 +257,7 @@ impl Model {
             name: spec.name.clone(),
             input_shape,
             labels,
+            batch_sizes: BATCH_SIZES.with_label_values(&[spec.name.as_str()]),
             sessions: Mutex::new(sessions),
             returned: Condvar::new(),
         })
@@ -272,7 +288,7 @@ impl Model {
     }
 
     /// Runs the model on one f32 input of `shape` (NCHW), adding the time
-    /// spent to `meter.inference`.
+    /// spent to `meter.inference` and the batch size to [`BATCH_SIZES`].
     pub fn run(
         &self,
         shape: &[usize],
@@ -281,6 +297,7 @@ impl Model {
     ) -> Result<Outputs, ModelError> {
         let fail = |reason: String| ModelError::Run { name: self.name.clone(), reason };
         let input = TensorRef::from_array_view((shape, data)).map_err(|e| fail(e.to_string()))?;
+        self.batch_sizes.observe(shape.first().copied().unwrap_or(1) as f64);
         let mut session = self.take();
         let started = Instant::now();
         let result = session.run(ort::inputs![input]);

@@ -24,6 +24,12 @@ impl Default for Config {
     }
 }
 
+impl From<&topology::Limits> for Config {
+    fn from(limits: &topology::Limits) -> Self {
+        Config { max_document_bytes: limits.max_document_bytes, max_pages: limits.max_pages }
+    }
+}
+
 /// Identifies the document type from its first bytes.
 pub fn sniff(bytes: &[u8]) -> Result<DocumentKind, StepError> {
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";

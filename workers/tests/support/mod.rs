@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::Context;
+use schemas::DocumentState;
 use schemas::subjects::{STREAM_DEAD_LETTER, STREAM_EVENTS, STREAM_RESULTS};
 use schemas::{DeadLetter, DocumentResult, DocumentSubmission, Event, Message};
 use tempfile::TempDir;
 use workers::blobs::BlobStore;
 use workers::error::StepError;
 use workers::jetstream::publish::Publisher;
-use workers::jetstream::state::DocumentState;
 use workers::jetstream::worker::{self, Role, Shutdown, ShutdownTrigger};
 use workers::jetstream::{self, ConnectConfig, Route, Runtime, Settings, provision};
 use workers::metrics::{Metrics, Readiness};
@@ -235,6 +235,7 @@ impl Cluster {
         jetstream::submit::submit(&publisher, &self.store, TENANT, Some(name), bytes, 256 << 10)
             .await
             .unwrap()
+            .submission
     }
 
     /// Waits until every document is finished; panics after `limit`.
