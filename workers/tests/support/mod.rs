@@ -34,6 +34,8 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: TempDir,
+    /// Configuration file (accounts, permissions) given with `-c`.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -41,13 +43,31 @@ impl NatsServer {
     /// connections.
     pub fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = NatsServer { child: None, port, store: tempfile::tempdir().unwrap() };
+        let store = tempfile::tempdir().unwrap();
+        let mut server = NatsServer { child: None, port, store, config: None };
+        server.spawn();
+        server
+    }
+
+    /// Like [`NatsServer::start`], with the configuration `text` (accounts,
+    /// users, permissions; it may use `$VAR`s from the environment). Port,
+    /// address, JetStream and store come from the command line.
+    pub fn start_with_config(text: &str) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let store = tempfile::tempdir().unwrap();
+        let config = store.path().join("server.conf");
+        std::fs::write(&config, text).unwrap();
+        let mut server = NatsServer { child: None, port, store, config: Some(config) };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("nats-server")
+        let mut command = Command::new("nats-server");
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(self.store.path())
             .stdout(Stdio::null())
@@ -194,6 +214,22 @@ impl Cluster {
         let plan = provision::plan(&topology, &Route::from_topology(&topology));
         provision::apply(&js, &plan, false).await.unwrap();
         Cluster { server, js, topology, topology_file, store, store_url, dir }
+    }
+
+    /// A `pagestream` command bound to this cluster: server, pipeline file,
+    /// object store and the `./setup` home.
+    pub fn cli(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pagestream"));
+        command
+            .arg("--nats-url")
+            .arg(self.server.url())
+            .arg("--topology")
+            .arg(&self.topology_file)
+            .arg("--store")
+            .arg(&self.store_url)
+            .arg("--home")
+            .arg(home());
+        command
     }
 
     /// Directory of the object store.
