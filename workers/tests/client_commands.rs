@@ -244,6 +244,26 @@ async fn ingest_accepts_a_directory_once_and_a_rerun_accepts_nothing_twice() {
     assert_eq!((summary["rejected"].as_u64(), summary["skipped"].as_u64()), (Some(1), Some(200)));
     assert_eq!(summary["rejections"][0][0], "notes.txt");
     assert_eq!(stream_messages(&cluster, STREAM_DOCS).await, 200);
+
+    // An object-store URL as the source: listed through object_store.
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(bucket.join("scans")).unwrap();
+    for (i, png) in generated_pages(203).into_iter().enumerate().skip(200) {
+        std::fs::write(bucket.join(format!("scans/new-{i}.png")), png).unwrap();
+    }
+    let mut from_store = cluster.cli();
+    from_store
+        .args(["ingest", "--tenant", TENANT, "--checkpoint"])
+        .arg(dir.path().join("bucket.jsonl"))
+        .arg(format!("file://{}", bucket.display()));
+    let output = run(from_store);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (lines, summary) = ingest_lines(&output);
+    assert_eq!(summary["accepted"].as_u64(), Some(3));
+    let mut keys: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, ["scans/new-200.png", "scans/new-201.png", "scans/new-202.png"]);
+    assert_eq!(stream_messages(&cluster, STREAM_DOCS).await, 203);
 }
 
 /// One request the webhook receiver got.

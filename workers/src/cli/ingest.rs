@@ -131,6 +131,7 @@ fn progress_bar(files: u64, interactive: bool) -> ProgressBar {
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
+    bar.set_message("0 pages accepted, 0 skipped, 0 rejected");
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
