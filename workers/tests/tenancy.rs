@@ -374,12 +374,35 @@ async fn the_cli_of_a_tenant_prints_its_own_result_and_not_another_tenants() {
     assert!(!output.status.success(), "acme's CLI printed globex's result: {stdout}");
     assert!(!stdout.contains(&tenancy.globex.doc_id), "{stdout}");
     assert!(!stdout.contains("\"doc_id\""), "{stdout}");
+    // The refusal is said, not only the timeout it leads to.
+    assert!(stderr.contains("Permissions Violation"), "{stderr}");
     eprintln!(
         "globex's result as acme: {:?} after {:?}: {}",
         output.status,
         started.elapsed(),
         stderr.trim()
     );
+
+    // Submitting as another tenant is refused, said so, and given up.
+    let mut submit_as_globex = Command::new(env!("CARGO_BIN_EXE_pagestream"));
+    submit_as_globex
+        .arg("--nats-url")
+        .arg(tenancy.server.url())
+        .args(["--user", "acme", "--password", ACME_PASSWORD, "--inbox-prefix", "_INBOX_acme"])
+        .arg("--home")
+        .arg(support::home())
+        .arg("--store")
+        .arg(format!("file://{}", store.path().display()))
+        .args(["submit", "--tenant", "globex", "--publish-timeout", "2s"])
+        .arg(support::sample("invoice.pdf"));
+    let output = run(submit_as_globex).await;
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Permissions Violation for Publish to \"pagestream.globex.submit\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot submit invoice.pdf"), "{stderr}");
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -44,6 +44,10 @@ pub struct SubmitArgs {
     /// uploaded to the object store (--store) first
     #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
     pub inline_max_bytes: usize,
+    /// How long one document may be held back (a full pipeline pushing
+    /// back, no acknowledgement) before submit gives up
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    pub publish_timeout: Duration,
 }
 
 /// How a document result is printed.
@@ -85,7 +89,7 @@ pub fn run(global: &GlobalArgs, args: SubmitArgs) -> anyhow::Result<ExitCode> {
 
     block_on(async move {
         let (client, js) = connect_client(global, "pagestream-submit").await?;
-        let publisher = Publisher::new(js.clone());
+        let publisher = Publisher::new(js.clone()).retry_for(args.publish_timeout);
         let mut waiting = Vec::new();
         for document in prepared {
             let waiter = match args.wait {
@@ -103,7 +107,14 @@ pub fn run(global: &GlobalArgs, args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 args.inline_max_bytes,
             )
             .await
-            .with_context(|| format!("cannot submit {}", document.name))?;
+            .with_context(|| {
+                format!(
+                    "cannot submit {} (a busy pipeline pushes back: try a longer \
+                     --publish-timeout; credentials confined to a tenant need --inbox-prefix \
+                     and permission to publish to pagestream.{}.submit)",
+                    document.name, args.tenant
+                )
+            })?;
             let note = if submitted.duplicate { "already submitted" } else { "submitted" };
             let line = format!(
                 "{}  {}  {} page(s)  {note}",

@@ -50,8 +50,8 @@ use state::{Cancellations, Documents, StateError};
 pub enum Error {
     #[error("cannot connect to nats at {url}: {reason}")]
     Connect { url: String, reason: String },
-    #[error("{context}: {source}")]
-    JetStream { context: String, source: async_nats::Error },
+    #[error("{context}: {error}")]
+    JetStream { context: String, error: async_nats::Error },
     #[error("no stage `{name}` to run (known: {known})")]
     UnknownStage { name: String, known: String },
     #[error(transparent)]
@@ -69,7 +69,7 @@ impl Error {
         context: impl Into<String>,
         source: impl Into<async_nats::Error>,
     ) -> Self {
-        Error::JetStream { context: context.into(), source: source.into() }
+        Error::JetStream { context: context.into(), error: source.into() }
     }
 }
 
@@ -99,7 +99,8 @@ pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, Error
     let mut options = async_nats::ConnectOptions::new()
         .name(&config.name)
         .connection_timeout(Duration::from_secs(5))
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .event_callback(|event| async move { log_event(event) });
     if config.retry_initial {
         options = options.retry_on_initial_connect();
     }
@@ -128,6 +129,23 @@ pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, Error
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| failed(e.to_string()))?;
     options.connect(servers).await.map_err(|e| failed(e.to_string()))
+}
+
+/// Logs what the connection reports. The server's errors (a permissions
+/// violation above all) are errors: the request they refused otherwise only
+/// ends in a timeout that does not say why.
+fn log_event(event: async_nats::Event) {
+    use async_nats::Event;
+    match event {
+        Event::ServerError(error) => tracing::error!(%error, "nats server refused"),
+        Event::ClientError(error) => tracing::error!(%error, "nats client error"),
+        Event::Disconnected | Event::LameDuckMode | Event::SlowConsumer(_) => {
+            tracing::warn!(%event, "nats connection")
+        }
+        Event::Connected | Event::Draining | Event::Closed => {
+            tracing::info!(%event, "nats connection")
+        }
+    }
 }
 
 /// A JetStream context whose publishes wait for room when too many acks are
