@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
     exponential_buckets,
 };
 use schemas::PageResult;
@@ -35,6 +35,7 @@ pub mod names {
     pub const CONSUMER_LAG: &str = "pagestream_consumer_lag";
     pub const PUBLISH_RETRIES: &str = "pagestream_publish_retries_total";
     pub const MODEL_BATCH_SIZE: &str = "pagestream_model_batch_size";
+    pub const RESIDENT_BYTES: &str = "pagestream_process_resident_bytes";
 }
 
 /// The metrics of one worker process.
@@ -72,6 +73,8 @@ pub struct Metrics {
     /// Inputs per model inference, label `model` (process-wide, see
     /// [`crate::models::BATCH_SIZES`]).
     pub model_batch_sizes: HistogramVec,
+    /// Resident memory of the process, read when the metrics are rendered.
+    pub resident_bytes: IntGauge,
 }
 
 impl Default for Metrics {
@@ -141,6 +144,10 @@ impl Metrics {
             ),
             publish_retries: counter(PUBLISH_RETRIES, "Publish attempts retried", &["reason"]),
             model_batch_sizes: register(&registry, Ok(crate::models::BATCH_SIZES.clone())),
+            resident_bytes: register(
+                &registry,
+                IntGauge::new(RESIDENT_BYTES, "Resident memory of the process"),
+            ),
             registry,
         }
     }
@@ -160,12 +167,24 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        if let Some(bytes) = resident_bytes() {
+            self.resident_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         let mut text = String::new();
         if let Err(error) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text) {
             tracing::warn!(%error, "cannot encode metrics");
         }
         text
     }
+}
+
+/// Resident memory of this process (`VmRSS` of `/proc/self/status`), where
+/// the system tells it.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(
@@ -259,6 +278,11 @@ async fn answer(
 mod tests {
     use super::*;
     use schemas::StepTiming;
+
+    fn metric_value(body: &str, name: &str) -> f64 {
+        let line = body.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut stream = TcpStream::connect(addr).await.unwrap();

@@ -1,0 +1,261 @@
+//! Offering a scenario's load to a pipeline and recording what comes back:
+//! on JetStream (a running pipeline, or one [`crate::spawn`] started), or
+//! on the embedded transport in this process, for the baseline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::Context;
+use futures::StreamExt;
+use schemas::subjects::PREFIX;
+use schemas::{DeadLetter, DocumentResult, Event, EventBody};
+use tokio::sync::Semaphore;
+use workers::blobs::{BlobStore, sha256_hex};
+use workers::jetstream::publish::Publisher;
+use workers::jetstream::submit::submit;
+use workers::jetstream::{Route, context};
+
+use crate::corpus::{Corpus, Sample};
+use crate::record::{Offered, Recorder, Recording, Sample as Probe};
+use crate::scenario::{Random, Scenario};
+
+/// The documents of a run: `(due, sample)` in due order.
+pub fn plan<'c>(scenario: &Scenario, corpus: &'c Corpus) -> Vec<(Duration, &'c Sample)> {
+    let arrivals = scenario.arrivals();
+    let mut random = Random::new(scenario.seed ^ 0x5eed);
+    let drawn = corpus.draw(&scenario.mix, arrivals.len(), &mut random);
+    arrivals.into_iter().zip(drawn).collect()
+}
+
+/// Where workers publish their metrics, for memory and redelivery samples.
+#[derive(Debug, Clone)]
+pub struct MetricsEndpoint {
+    pub name: String,
+    /// `host:port` serving `/metrics`.
+    pub address: String,
+}
+
+/// How a JetStream run reaches the pipeline.
+#[derive(Debug, Clone)]
+pub struct JetStreamTarget {
+    pub connect: workers::jetstream::ConnectConfig,
+    pub store: String,
+    pub tenant: String,
+    pub topology: topology::Pipeline,
+    pub metrics: Vec<MetricsEndpoint>,
+    /// Submissions in flight at once (bounds the generator's memory, not
+    /// the offered load: latency counts from the due time).
+    pub max_in_flight: usize,
+}
+
+/// Runs `scenario` against the pipeline behind `target`.
+pub async fn jetstream(
+    scenario: &Scenario,
+    corpus: &Corpus,
+    target: &JetStreamTarget,
+    run_id: &str,
+) -> anyhow::Result<Recording> {
+    let client = workers::jetstream::connect(&target.connect).await?;
+    let js = context(client.clone());
+    let blobs = BlobStore::open(&target.store)?;
+    let tenant = target.tenant.as_str();
+    let mut results = client.subscribe(format!("{PREFIX}.{tenant}.results.*")).await?;
+    let mut events = client.subscribe(format!("{PREFIX}.{tenant}.events.page.done")).await?;
+    let mut dead = client.subscribe(format!("{PREFIX}.{tenant}.dead.>")).await?;
+    client.flush().await?;
+
+    let recorder = Recorder::new();
+    let listeners = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(message) = results.next() => {
+                        if let Ok(result) = schemas::decode::<DocumentResult>(&message.payload) {
+                            recorder.result(result);
+                        }
+                    }
+                    Some(message) = events.next() => {
+                        if let Ok(Event { doc_id, body: EventBody::PageDone { page_index, .. }, .. }) =
+                            schemas::decode::<Event>(&message.payload)
+                        {
+                            recorder.page(&doc_id, page_index);
+                        }
+                    }
+                    Some(message) = dead.next() => {
+                        if let Ok(letter) = schemas::decode::<DeadLetter>(&message.payload) {
+                            recorder.dead_letter(&letter.failure.doc_id, &letter.failure.stage);
+                        }
+                    }
+                    else => return,
+                }
+            }
+        })
+    };
+    let sampler = tokio::spawn(sample_jetstream(
+        js.clone(),
+        Route::from_topology(&target.topology),
+        target.metrics.clone(),
+        recorder.clone(),
+    ));
+
+    let publisher = Publisher::new(js.clone()).retry_for(Duration::from_secs(3600));
+    let permits = Arc::new(Semaphore::new(target.max_in_flight.max(1)));
+    let mut submissions = tokio::task::JoinSet::new();
+    for (n, (due, sample)) in plan(scenario, corpus).into_iter().enumerate() {
+        tokio::time::sleep_until((recorder.started() + due).into()).await;
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let bytes = Corpus::variant(sample, run_id, n);
+        let doc_id = sha256_hex(&bytes);
+        let offered = Offered {
+            name: sample.name(),
+            pages: sample.pages,
+            digital: sample.is_digital(),
+            due,
+            accepted: None,
+        };
+        recorder.offer(&doc_id, offered);
+        let (publisher, blobs, recorder, tenant, name) = (
+            publisher.clone(),
+            blobs.clone(),
+            recorder.clone(),
+            target.tenant.clone(),
+            sample.name(),
+        );
+        submissions.spawn(async move {
+            let _permit = permit;
+            match submit(&publisher, &blobs, &tenant, Some(&name), bytes, 256 << 10).await {
+                Ok(_) => recorder.accepted(&doc_id),
+                Err(error) => tracing::error!(%error, doc_id, "submit failed"),
+            }
+        });
+    }
+    while submissions.join_next().await.is_some() {}
+
+    let deadline = tokio::time::Instant::now() + scenario.drain_timeout;
+    while !recorder.all_answered() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A last moment for duplicates that would follow the last result.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sampler.abort();
+    listeners.abort();
+    Ok(recorder.finish())
+}
+
+/// Every second: consumer lag per stage, and memory and redeliveries of
+/// every worker that serves metrics.
+async fn sample_jetstream(
+    js: Context,
+    route: Route,
+    endpoints: Vec<MetricsEndpoint>,
+    recorder: Recorder,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let mut sample = Probe::default();
+        for (stream, consumer, _) in route.consumers() {
+            let info = async {
+                let stream = js.get_stream(&stream).await.ok()?;
+                let mut consumer = stream
+                    .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&consumer)
+                    .await
+                    .ok()?;
+                let info = consumer.info().await.ok()?;
+                Some(info.num_pending + info.num_ack_pending as u64)
+            };
+            if let Some(lag) = info.await {
+                sample.lag.push((consumer.clone(), lag));
+            }
+        }
+        for endpoint in &endpoints {
+            if let Some(text) = scrape(&endpoint.address).await {
+                if let Some(rss) = metric_sum(&text, workers::metrics::names::RESIDENT_BYTES) {
+                    sample.rss.push((endpoint.name.clone(), rss as u64));
+                }
+                sample.redelivered +=
+                    metric_sum(&text, workers::metrics::names::REDELIVERED).unwrap_or(0.0) as u64;
+            }
+        }
+        recorder.sample(sample);
+    }
+}
+
+/// `GET /metrics` of `address`.
+async fn scrape(address: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect(address);
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), connect).await.ok()?.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: loadtest\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    Some(response)
+}
+
+/// The sum over all label sets of metric `name` in Prometheus text.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// Runs `scenario` on the embedded transport of this process.
+pub fn embedded(
+    scenario: &Scenario,
+    corpus: &Corpus,
+    pipeline: &workers::pipeline::Pipeline,
+    run_id: &str,
+) -> Recording {
+    let recorder = Recorder::new();
+    let planned = plan(scenario, corpus);
+    let documents = planned.into_iter().enumerate().map(|(n, (due, sample))| {
+        let wait = (recorder.started() + due).saturating_duration_since(std::time::Instant::now());
+        std::thread::sleep(wait);
+        let bytes = Corpus::variant(sample, run_id, n);
+        let doc_id = sha256_hex(&bytes);
+        let offered = Offered {
+            name: sample.name(),
+            pages: sample.pages,
+            digital: sample.is_digital(),
+            due,
+            accepted: None,
+        };
+        recorder.offer(&doc_id, offered);
+        recorder.accepted(&doc_id);
+        workers::embedded::InputDocument { name: sample.name(), bytes }
+    });
+    let sampling = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let rss = workers::metrics::resident_bytes().unwrap_or(0);
+                recorder.sample(Probe { rss: vec![("embedded".into(), rss)], ..Probe::default() });
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let options =
+            workers::embedded::Options { tenant: "loadtest".into(), ..Default::default() };
+        workers::embedded::run(
+            pipeline,
+            documents,
+            &options,
+            |page| recorder.page(&page.task.doc_id, page.task.page_index),
+            |result| recorder.result(result),
+        );
+        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    });
+    recorder.finish()
+}
