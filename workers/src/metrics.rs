@@ -325,6 +325,9 @@ mod tests {
         assert!(
             body.contains(r#"pagestream_model_batch_size_bucket{model="metrics-test",le="8"} 1"#)
         );
+        // This test process holds at least its own code in memory.
+        let resident = metric_value(&body, names::RESIDENT_BYTES);
+        assert!(resident > 1e6, "{body}");
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         ready.set(true);
