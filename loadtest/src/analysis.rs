@@ -79,9 +79,27 @@ pub struct Figures {
     pub pages_per_second_per_core: f64,
     pub stages: Vec<StageTime>,
     pub delivery: Delivery,
-    /// Largest resident memory seen per worker: first and last sample, MiB.
-    pub rss_mib: BTreeMap<String, (f64, f64, f64)>,
+    /// Resident memory per worker, MiB.
+    pub rss_mib: BTreeMap<String, Memory>,
     pub duration_s: f64,
+}
+
+/// Resident memory of one worker over a run, MiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Memory {
+    pub first: f64,
+    /// At the end of the first tenth of the run: the model sessions have
+    /// met their inputs by then, so growth after it is what a leak shows.
+    pub warm: f64,
+    pub peak: f64,
+    pub last: f64,
+}
+
+impl Memory {
+    /// Growth from the end of the warm-up to the last sample.
+    pub fn growth_after_warmup(&self) -> f64 {
+        self.last - self.warm
+    }
 }
 
 /// The judgement against the SLO.
@@ -194,12 +212,21 @@ pub fn analyse(recording: &Recording, cores: usize) -> Figures {
         })
         .collect();
 
+    let warm_up_end = recording.ended / 10;
     for sample in &recording.samples {
         for (worker, bytes) in &sample.rss {
             let mib = *bytes as f64 / (1 << 20) as f64;
-            let entry = figures.rss_mib.entry(worker.clone()).or_insert((mib, mib, mib));
-            entry.1 = entry.1.max(mib);
-            entry.2 = mib;
+            let memory = figures.rss_mib.entry(worker.clone()).or_insert(Memory {
+                first: mib,
+                warm: mib,
+                peak: mib,
+                last: mib,
+            });
+            if sample.at <= warm_up_end {
+                memory.warm = mib;
+            }
+            memory.peak = memory.peak.max(mib);
+            memory.last = mib;
         }
     }
 
@@ -305,6 +332,25 @@ mod tests {
         // 3 pages between the first due time (0) and the last answer (400 ms)
         assert!((figures.pages_per_second - 7.5).abs() < 1e-9);
         assert!((figures.pages_per_second_per_core - 3.75).abs() < 1e-9);
+    }
+
+    #[test]
+    fn memory_growth_is_measured_after_the_warm_up() {
+        let mut recording = recording();
+        recording.ended = Duration::from_secs(100);
+        for (second, mib) in [(1, 300), (5, 700), (10, 760), (50, 800), (99, 770)] {
+            recording.samples.push(crate::record::Sample {
+                at: Duration::from_secs(second),
+                rss: vec![("w".into(), mib << 20)],
+                ..Default::default()
+            });
+        }
+        let memory = analyse(&recording, 1).rss_mib["w"];
+        assert_eq!(
+            (memory.first, memory.warm, memory.peak, memory.last),
+            (300.0, 760.0, 800.0, 770.0)
+        );
+        assert_eq!(memory.growth_after_warmup(), 10.0);
     }
 
     #[test]

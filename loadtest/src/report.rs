@@ -231,12 +231,16 @@ pub fn markdown(
     let _ = writeln!(md, "| redeliveries | | {} |", d.redelivered);
 
     if !figures.rss_mib.is_empty() {
-        md.push_str("\n## Worker memory (MiB)\n\n| worker | first | peak | last | growth |\n|---|---|---|---|---|\n");
-        for (worker, (first, peak, last)) in &figures.rss_mib {
+        md.push_str("\n## Worker memory (MiB)\n\nWarm: at the end of the first tenth of the run, once the model sessions have met their inputs.\n\n| worker | first | warm | peak | last | growth after warm-up |\n|---|---|---|---|---|---|\n");
+        for (worker, memory) in &figures.rss_mib {
             let _ = writeln!(
                 md,
-                "| {worker} | {first:.0} | {peak:.0} | {last:.0} | {:+.0} |",
-                last - first
+                "| {worker} | {:.0} | {:.0} | {:.0} | {:.0} | {:+.0} |",
+                memory.first,
+                memory.warm,
+                memory.peak,
+                memory.last,
+                memory.growth_after_warmup()
             );
         }
     }
