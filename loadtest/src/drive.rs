@@ -27,6 +27,28 @@ pub fn plan<'c>(scenario: &Scenario, corpus: &'c Corpus) -> Vec<(Duration, &'c S
     arrivals.into_iter().zip(drawn).collect()
 }
 
+/// The `n`-th document of the run: a unique variant of `sample`, recorded
+/// as offered at `due`; returns its id and bytes.
+fn offer(
+    recorder: &Recorder,
+    sample: &Sample,
+    run_id: &str,
+    n: usize,
+    due: Duration,
+) -> (String, Vec<u8>) {
+    let bytes = Corpus::variant(sample, run_id, n);
+    let doc_id = sha256_hex(&bytes);
+    let offered = Offered {
+        name: sample.name(),
+        pages: sample.pages,
+        digital: sample.is_digital(),
+        due,
+        accepted: None,
+    };
+    recorder.offer(&doc_id, offered);
+    (doc_id, bytes)
+}
+
 /// Where workers publish their metrics, for memory and redelivery samples.
 #[derive(Debug, Clone)]
 pub struct MetricsEndpoint {
@@ -105,16 +127,7 @@ pub async fn jetstream(
     for (n, (due, sample)) in plan(scenario, corpus).into_iter().enumerate() {
         tokio::time::sleep_until((recorder.started() + due).into()).await;
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
-        let bytes = Corpus::variant(sample, run_id, n);
-        let doc_id = sha256_hex(&bytes);
-        let offered = Offered {
-            name: sample.name(),
-            pages: sample.pages,
-            digital: sample.is_digital(),
-            due,
-            accepted: None,
-        };
-        recorder.offer(&doc_id, offered);
+        let (doc_id, bytes) = offer(&recorder, sample, run_id, n, due);
         let (publisher, blobs, recorder, tenant, name) = (
             publisher.clone(),
             blobs.clone(),
@@ -224,16 +237,7 @@ pub fn embedded(
     let documents = planned.into_iter().enumerate().map(|(n, (due, sample))| {
         let wait = (recorder.started() + due).saturating_duration_since(std::time::Instant::now());
         std::thread::sleep(wait);
-        let bytes = Corpus::variant(sample, run_id, n);
-        let doc_id = sha256_hex(&bytes);
-        let offered = Offered {
-            name: sample.name(),
-            pages: sample.pages,
-            digital: sample.is_digital(),
-            due,
-            accepted: None,
-        };
-        recorder.offer(&doc_id, offered);
+        let (doc_id, bytes) = offer(&recorder, sample, run_id, n, due);
         recorder.accepted(&doc_id);
         workers::embedded::InputDocument { name: sample.name(), bytes }
     });

@@ -1,21 +1,19 @@
 //! `pagestream webhooks`: deliver the document results of every tenant with
 //! a webhook in the topology until SIGTERM (see [`crate::jetstream::webhook`]).
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 
 use super::GlobalArgs;
-use super::worker::{block_on, connect_config, parse_duration, wait_for_signal};
+use super::worker::{block_on, connect_config, parse_duration, serve_metrics, wait_for_signal};
 use crate::jetstream::publish::Publisher;
 use crate::jetstream::webhook::{Sink, targets};
 use crate::jetstream::worker::Shutdown;
 use crate::jetstream::{self};
-use crate::metrics::{self, Metrics, Readiness};
+use crate::metrics::{Metrics, Readiness};
 
 #[derive(Debug, Args)]
 pub struct WebhooksArgs {
@@ -39,13 +37,7 @@ pub fn run(global: &GlobalArgs, args: WebhooksArgs) -> anyhow::Result<ExitCode> 
     block_on(async move {
         let metrics = Arc::new(Metrics::new());
         let ready = Readiness::default();
-        if !args.metrics_addr.is_empty() {
-            let addr: SocketAddr = args.metrics_addr.parse().context("invalid --metrics-addr")?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            tokio::spawn(metrics::serve(listener, Arc::clone(&metrics), ready.clone()));
-        }
+        serve_metrics(&args.metrics_addr, &metrics, &ready).await?;
         let client =
             jetstream::connect(&connect_config(global, "pagestream-webhooks", true)).await?;
         let js = jetstream::context(client);

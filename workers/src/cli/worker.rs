@@ -72,6 +72,24 @@ pub(super) fn connect_config(
     }
 }
 
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` in the background
+/// (nothing when `addr` is empty).
+pub(super) async fn serve_metrics(
+    addr: &str,
+    metrics: &Arc<Metrics>,
+    ready: &Readiness,
+) -> anyhow::Result<()> {
+    if addr.is_empty() {
+        return Ok(());
+    }
+    let addr: SocketAddr = addr.parse().context("invalid --metrics-addr")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tokio::spawn(metrics::serve(listener, Arc::clone(metrics), ready.clone()));
+    Ok(())
+}
+
 /// Runs `future` on a multi-threaded tokio runtime.
 pub(super) fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_multi_thread()
@@ -98,13 +116,7 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     block_on(async move {
         let metrics = Arc::new(Metrics::new());
         let ready = Readiness::default();
-        if !args.metrics_addr.is_empty() {
-            let addr: SocketAddr = args.metrics_addr.parse().context("invalid --metrics-addr")?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            tokio::spawn(metrics::serve(listener, Arc::clone(&metrics), ready.clone()));
-        }
+        serve_metrics(&args.metrics_addr, &metrics, &ready).await?;
         let client = jetstream::connect(&connect_config(
             global,
             &format!("pagestream-worker-{}", args.stage),
