@@ -4,16 +4,22 @@
 
 Run from the repository root, once the venv exists (see golden.py):
 
-    .pagestream/venv/bin/python scripts/reference/bench.py samples/scan-letter.png
+    .pagestream/venv/bin/python scripts/reference/bench.py samples/scan-letter.png \
+        --truth workers/tests/fixtures/scan-letter.txt --batch 8
     .pagestream/venv/bin/python scripts/reference/bench.py samples/invoice.pdf --reps 5
 
 Each configuration loads the models, runs the page once to warm up, then
 --reps times (default 3); it prints the fastest and the median end-to-end
 time and rapidocr's own split into detection, classification and
-recognition, plus layout and orientation.
+recognition, plus layout and orientation. With --truth, the character error
+rate of the OCR text against that file (whitespace removed, as `cargo bench
+--bench pipeline` computes it). With --batch N, pages/s of OCR over N copies
+of the page with both cores busy, two ways: one process with two threads,
+and two processes with one thread each.
 """
 
 import argparse
+import multiprocessing
 import statistics
 import time
 from pathlib import Path
@@ -34,10 +40,10 @@ def timed(fn, reps: int) -> list:
     return times
 
 
-def bench_ocr(img: np.ndarray, threads: int, reps: int) -> None:
+def ocr_engine(threads: int):
     from rapidocr import RapidOCR
 
-    engine = RapidOCR(
+    return RapidOCR(
         params={
             "Global.log_level": "warning",
             "Det.model_path": str(MODELS / "PP-OCRv6_det_small.onnx"),
@@ -47,6 +53,10 @@ def bench_ocr(img: np.ndarray, threads: int, reps: int) -> None:
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
     )
+
+
+def bench_ocr(img: np.ndarray, threads: int, reps: int) -> None:
+    engine = ocr_engine(threads)
     splits = []
 
     def run():
@@ -59,6 +69,47 @@ def bench_ocr(img: np.ndarray, threads: int, reps: int) -> None:
         f"ocr          {threads:>7} {min(times):>9.2f} {statistics.median(times):>9.2f}"
         f"   det {det:.2f} s, cls {cls:.3f} s, rec {rec:.2f} s, {len(engine(img).txts)} lines"
     )
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    """Character error rate, whitespace removed (Levenshtein distance over
+    the reference's length)."""
+    r = [c for c in reference if not c.isspace()]
+    h = [c for c in hypothesis if not c.isspace()]
+    row = list(range(len(h) + 1))
+    for i, rc in enumerate(r):
+        diagonal, row[0] = row[0], i + 1
+        for j, hc in enumerate(h):
+            diagonal, row[j + 1] = row[j + 1], min(diagonal + (rc != hc), row[j] + 1, row[j + 1] + 1)
+    return row[len(h)] / max(len(r), 1)
+
+
+_worker_engine = None
+
+
+def _worker_init() -> None:
+    global _worker_engine
+    _worker_engine = ocr_engine(1)
+
+
+def _worker_run(img: np.ndarray) -> int:
+    return len(_worker_engine(img).txts)
+
+
+def bench_batch(img: np.ndarray, pages: int) -> None:
+    """Pages/s of OCR over `pages` copies of the page, both cores busy."""
+    engine = ocr_engine(2)
+    engine(img)
+    started = time.perf_counter()
+    for _ in range(pages):
+        engine(img)
+    one = pages / (time.perf_counter() - started)
+    with multiprocessing.get_context("spawn").Pool(2, initializer=_worker_init) as pool:
+        pool.map(_worker_run, [img, img])  # warm-up, one page each
+        started = time.perf_counter()
+        pool.map(_worker_run, [img] * pages, chunksize=1)
+        two = pages / (time.perf_counter() - started)
+    print(f"ocr batch of {pages}: {one:.3f} pages/s (1 process, 2 threads), {two:.3f} pages/s (2 processes, 1 thread each)")
 
 
 def bench_layout(img: np.ndarray, threads: int, reps: int) -> None:
@@ -94,6 +145,8 @@ def main() -> None:
     parser.add_argument("--dpi", type=int, default=150)
     parser.add_argument("--page-index", type=int, default=0)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--truth", type=Path, help="ground-truth text of the page")
+    parser.add_argument("--batch", type=int, default=0, help="pages in the throughput run")
     args = parser.parse_args()
 
     img = load_page(args.page, args.dpi, args.page_index)
@@ -103,6 +156,11 @@ def main() -> None:
         bench_orientation(img, threads, args.reps)
         bench_layout(img, threads, args.reps)
         bench_ocr(img, threads, args.reps)
+    if args.truth:
+        text = "\n".join(ocr_engine(1)(img).txts or [])
+        print(f"ocr CER against {args.truth.name}: {cer(args.truth.read_text(), text):.4f}")
+    if args.batch:
+        bench_batch(img, args.batch)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,9 @@ impl Default for LayoutSettings {
 pub struct OcrSettings {
     /// Detection input is scaled so its short side is at least this many pixels.
     pub det_limit_side: u32,
+    /// Detection input's long side is at most this many pixels (lines are
+    /// still cut from the page at full resolution).
+    pub det_max_side: u32,
     /// Detection probability above which a pixel is text (0..=1).
     pub det_thresh: f32,
     /// Mean probability a detected box needs to be kept (0..=1).
@@ -120,6 +123,7 @@ impl Default for OcrSettings {
     fn default() -> Self {
         OcrSettings {
             det_limit_side: 736,
+            det_max_side: 1280,
             det_thresh: 0.3,
             box_thresh: 0.5,
             unclip_ratio: 1.6,

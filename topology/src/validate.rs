@@ -98,6 +98,7 @@ impl Checker<'_, '_> {
 
         let ocr = &file.ocr;
         self.at_least_one(key_path!["ocr", "det_limit_side"], ocr.det_limit_side.into());
+        self.at_least_one(key_path!["ocr", "det_max_side"], ocr.det_max_side.into());
         self.fraction(key_path!["ocr", "det_thresh"], ocr.det_thresh);
         self.fraction(key_path!["ocr", "box_thresh"], ocr.box_thresh);
         self.positive(key_path!["ocr", "unclip_ratio"], ocr.unclip_ratio);

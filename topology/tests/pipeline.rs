@@ -30,7 +30,7 @@ fn the_embedded_pipeline_defines_the_five_models() {
     let names: Vec<&str> = pipeline.models().keys().map(String::as_str).collect();
     assert_eq!(names, ["cls", "det", "layout", "orientation", "rec"]);
     let det = pipeline.model(catalogue::MODEL_DET).unwrap();
-    assert_eq!(det.path.to_str(), Some("PP-OCRv6_det_small.onnx"));
+    assert_eq!(det.path.to_str(), Some("PP-OCRv6_det_small.int8.onnx"));
     assert_eq!(det.intra_threads, 1);
 }
 

@@ -4,7 +4,9 @@
 //! model inference. Run with `cargo bench --bench pipeline`; compare with
 //! `scripts/reference/bench.py` (the Python reference pipeline).
 //!
-//! Environment: `PAGESTREAM_BENCH_PAGES` (pages per batch, default 8).
+//! Environment: `PAGESTREAM_BENCH_PAGES` (pages per batch, default 8),
+//! `PAGESTREAM_BENCH_TOPOLOGY` (the topology file to start from, default
+//! the built-in `topology/pipeline.toml`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,7 +23,9 @@ fn repo() -> PathBuf {
 /// The built-in topology with every stage's concurrency and every model's
 /// intra-op threads set.
 fn pipeline(concurrency: u32, intra_threads: u32) -> Pipeline {
-    let text = std::fs::read_to_string(repo().join("topology/pipeline.toml")).expect("topology");
+    let file = std::env::var_os("PAGESTREAM_BENCH_TOPOLOGY")
+        .map_or_else(|| repo().join("topology/pipeline.toml"), PathBuf::from);
+    let text = std::fs::read_to_string(&file).expect("topology");
     let text: String = text
         .lines()
         .map(|line| {

@@ -137,6 +137,7 @@ fn build_step(
             let defaults = ocr::detect::Config::default();
             let config = ocr::detect::Config {
                 limit_side_len: ocr_settings.det_limit_side,
+                det_max_side_len: ocr_settings.det_max_side,
                 db: ocr::db::Params {
                     thresh: ocr_settings.det_thresh,
                     box_thresh: ocr_settings.box_thresh,

@@ -61,17 +61,41 @@ fn ocr_steps() -> Vec<Box<dyn Step>> {
     ocr_steps_with(Default::default(), Default::default())
 }
 
-/// The OCR steps set up exactly as the reference pipeline: detection at up
-/// to 2000 pixels, lines read six at a time, padded to 320 pixels.
+/// The OCR steps set up exactly as the reference pipeline: its float
+/// models, detection at up to 2000 pixels, lines read six at a time, padded
+/// to 320 pixels. (The derived models are compared with the float ones in
+/// `derived_models_read_as_the_float_originals`.)
 fn reference_ocr_steps() -> Vec<Box<dyn Step>> {
-    ocr_steps_with(
+    ocr_steps_of(
+        float_models(),
         detect::Config { det_max_side_len: 2000, ..Default::default() },
         recognize::Config { batch_size: 6, min_width: 320, ..Default::default() },
     )
 }
 
 fn ocr_steps_with(det: detect::Config, rec: recognize::Config) -> Vec<Box<dyn Step>> {
-    let m = models();
+    ocr_steps_of(models(), det, rec)
+}
+
+/// The float originals of the models `./setup` derives for the topology
+/// (scripts/derive_models.py): detection, line angle, recognition.
+fn float_models() -> &'static Models {
+    static MODELS: OnceLock<Models> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        let home = home();
+        let mut specs = specs(&home, &[MODEL_CLS]);
+        for (name, file) in
+            [(MODEL_DET, "PP-OCRv6_det_small.onnx"), (MODEL_REC, "PP-OCRv6_rec_small.onnx")]
+        {
+            let path = home.models_dir().join(file);
+            assert!(path.is_file(), "{} is missing: run ./setup", path.display());
+            specs.push(ModelSpec::new(name, path));
+        }
+        Models::load(&home.onnxruntime_lib(), &specs, 2).expect("models load")
+    })
+}
+
+fn ocr_steps_of(m: &Models, det: detect::Config, rec: recognize::Config) -> Vec<Box<dyn Step>> {
     vec![
         Box::new(DetectText::new(det, m.get(MODEL_DET).expect("det"))),
         Box::new(ClassifyLines::new(Default::default(), m.get(MODEL_CLS).expect("cls"))),
@@ -256,6 +280,31 @@ fn ocr_of_a_rendered_pdf_page_agrees_with_its_text_layer() {
     let read = page_text(&page.result.lines);
     let cer = edit_distance(&read, &truth) as f32 / truth.chars().count() as f32;
     assert!(cer <= 0.05, "character error rate {cer:.3}\nread:  {read}\ntruth: {truth}");
+}
+
+#[test]
+fn derived_models_read_as_the_float_originals() {
+    // The int8 detection and recognition models against the float models
+    // they are derived from, on pages outside their calibration set.
+    for path in ["samples/scan-letter.png", "samples/invoice.pdf"] {
+        let read = |models: &Models| {
+            let mut page = render(path);
+            page.text_layer.clear();
+            run(&ocr_steps_of(models, Default::default(), Default::default()), &mut page);
+            page.result.lines
+        };
+        let (derived, float) = (read(models()), read(float_models()));
+        assert_eq!(derived.len(), float.len(), "{path}: lines found");
+        for (a, b) in derived.iter().zip(&float) {
+            let overlap = iou(&a.bbox, &b.bbox);
+            assert!(overlap > 0.8, "{path}: {:?} at IoU {overlap} with {:?}", a.text, b.text);
+        }
+        let same = derived.iter().zip(&float).filter(|(a, b)| a.text == b.text).count();
+        assert!(same * 10 >= float.len() * 9, "{path}: {same} of {} lines read alike", float.len());
+        let (derived, float) = (page_text(&derived), page_text(&float));
+        let cer = edit_distance(&derived, &float) as f32 / float.chars().count() as f32;
+        assert!(cer <= 0.01, "{path}: {cer:.4} apart\nint8:  {derived}\nfloat: {float}");
+    }
 }
 
 #[test]

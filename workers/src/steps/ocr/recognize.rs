@@ -127,10 +127,7 @@ impl RecognizeText {
         let mut chars = Vec::new();
         let mut prev = 0usize;
         for (t, probs) in row.chunks_exact(classes).enumerate() {
-            let (best, p) = probs
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc });
+            let (best, p) = argmax(probs);
             if best != 0 && best != prev {
                 chars.push(Char { class: best, prob: p, at: (t as f32 + 0.5) * step });
             }
@@ -212,6 +209,25 @@ pub struct WordSpan {
     pub start: f32,
     /// Where it ends along the line, as a share of its length.
     pub end: f32,
+}
+
+/// Index and value of the largest of `values` (the first of equals; NaN
+/// never wins; `(0, -inf)` when nothing does). A time step has one value per
+/// class of the dictionary (18,710), so this runs over every output of the
+/// recogniser: the maximum is taken lane-wise, which vectorises, and then
+/// looked up.
+fn argmax(values: &[f32]) -> (usize, f32) {
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (max, &v) in lanes.iter_mut().zip(chunk) {
+            *max = if v > *max { v } else { *max };
+        }
+    }
+    let best = lanes.iter().chain(rest).fold(f32::NEG_INFINITY, |a, &v| if v > a { v } else { a });
+    (values.iter().position(|&v| v == best).unwrap_or(0), best)
 }
 
 /// A character read at a time step.
@@ -303,6 +319,22 @@ mod tests {
 
     fn chars(spec: &[(usize, f32)]) -> Vec<Char> {
         spec.iter().map(|&(class, at)| Char { class, prob: 0.9, at }).collect()
+    }
+
+    #[test]
+    fn argmax_finds_the_first_largest_anywhere() {
+        // longer than a lane block, the maximum in the block part and in the rest
+        let mut values: Vec<f32> = (0..37).map(|i| (i % 7) as f32 * 0.01).collect();
+        values[20] = 0.9;
+        values[25] = 0.9;
+        assert_eq!(argmax(&values), (20, 0.9));
+        values[36] = 0.95;
+        assert_eq!(argmax(&values), (36, 0.95));
+        values[3] = f32::NAN;
+        assert_eq!(argmax(&values), (36, 0.95));
+        assert_eq!(argmax(&[0.2, 0.7, 0.1]), (1, 0.7));
+        assert_eq!(argmax(&[f32::NAN]), (0, f32::NEG_INFINITY));
+        assert_eq!(argmax(&[]), (0, f32::NEG_INFINITY));
     }
 
     #[test]
