@@ -1,8 +1,9 @@
 //! End-to-end speed of the embedded pipeline on the sample pages:
-//! seconds per scanned page (1 and 2 intra-op threads), pages/s with both
-//! cores busy, pages/s for digital pages, and the share of time spent in
-//! model inference. Run with `cargo bench --bench pipeline`; compare with
-//! `scripts/reference/bench.py` (the Python reference pipeline).
+//! seconds per scanned page (1 and 2 intra-op threads) and per digital
+//! page, pages/s with both cores busy, pages/s for digital pages, and the
+//! share of time spent in model inference. Run with `cargo bench --bench
+//! pipeline`; `scripts/bench-vs-reference.sh` runs it beside the Python
+//! reference pipeline (`scripts/reference/bench.py`).
 //!
 //! Environment: `PAGESTREAM_BENCH_PAGES` (pages per batch, default 8),
 //! `PAGESTREAM_BENCH_TOPOLOGY` (the topology file to start from, default
@@ -102,6 +103,8 @@ fn main() {
     let serial = pipeline(1, 1);
     let one_thread = latency(&serial, scanned, 3);
     println!("scanned page, 1 page at a time, 1 thread:  {one_thread:.2} s/page");
+    let digital_one = latency(&serial, "samples/invoice.pdf", 3);
+    println!("digital page, 1 page at a time, 1 thread:  {digital_one:.3} s/page");
     drop(serial);
 
     let serial_two_threads = pipeline(1, 2);
