@@ -7,7 +7,8 @@
 //!
 //! Environment: `PAGESTREAM_BENCH_PAGES` (pages per batch, default 8),
 //! `PAGESTREAM_BENCH_TOPOLOGY` (the topology file to start from, default
-//! the built-in `topology/pipeline.toml`).
+//! the built-in `topology/pipeline.toml`), `PAGESTREAM_BENCH_MODELS=original`
+//! (the float models instead of the int8 and fused ones setup derives).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,16 +22,37 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The models `./setup` derives (scripts/derive_models.py) and the float
+/// originals they are made from.
+const DERIVED: [(&str, &str); 3] = [
+    ("PP-OCRv6_det_small.int8.onnx", "PP-OCRv6_det_small.onnx"),
+    ("PP-OCRv6_rec_small.int8.onnx", "PP-OCRv6_rec_small.onnx"),
+    ("layout_cdla.hardswish.onnx", "layout_cdla.onnx"),
+];
+
 /// The built-in topology with every stage's concurrency and every model's
-/// intra-op threads set.
+/// intra-op threads set, and with `PAGESTREAM_BENCH_MODELS=original` the
+/// float originals in place of the derived models.
 fn pipeline(concurrency: u32, intra_threads: u32) -> Pipeline {
+    let home = Home::new(repo().join(".pagestream"));
     let file = std::env::var_os("PAGESTREAM_BENCH_TOPOLOGY")
         .map_or_else(|| repo().join("topology/pipeline.toml"), PathBuf::from);
+    let originals = std::env::var("PAGESTREAM_BENCH_MODELS").is_ok_and(|v| v == "original");
     let text = std::fs::read_to_string(&file).expect("topology");
+    let mut checksum = None;
     let text: String = text
         .lines()
         .map(|line| {
-            if line.starts_with("concurrency =") {
+            let original = DERIVED
+                .iter()
+                .find(|(derived, _)| originals && line == format!("path = \"{derived}\""));
+            if let Some((_, original)) = original {
+                let bytes = std::fs::read(home.models_dir().join(original)).expect("run ./setup");
+                checksum = Some(workers::blobs::sha256_hex(&bytes));
+                format!("path = \"{original}\"")
+            } else if line.starts_with("sha256 =") && checksum.is_some() {
+                format!("sha256 = \"{}\"", checksum.take().unwrap_or_default())
+            } else if line.starts_with("concurrency =") {
                 format!("concurrency = {concurrency}")
             } else if line.starts_with("intra_threads =") {
                 format!("intra_threads = {intra_threads}")
@@ -41,8 +63,7 @@ fn pipeline(concurrency: u32, intra_threads: u32) -> Pipeline {
         .collect::<Vec<_>>()
         .join("\n");
     let topology = topology::Pipeline::from_str(&text, "bench").expect("valid topology");
-    workers::registry::build(&topology, &Home::new(repo().join(".pagestream")))
-        .expect("run ./setup")
+    workers::registry::build(&topology, &home).expect("run ./setup")
 }
 
 fn document(path: &str) -> InputDocument {
