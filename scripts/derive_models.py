@@ -58,7 +58,7 @@ RANGES = ROOT / "topology" / "quantization"
 # HardSwish needs opset 14; QDQ with per-channel scales needs 13.
 OPSET = 14
 
-# Derived model -> (source file, how it is made).
+# (source file, derived file) per derived model.
 LAYOUT = ("layout_cdla.onnx", "layout_cdla.hardswish.onnx")
 QUANTIZED = {
     "det": ("PP-OCRv6_det_small.onnx", "PP-OCRv6_det_small.int8.onnx"),
@@ -91,32 +91,43 @@ def constants(graph: onnx.GraphProto) -> dict:
     return values
 
 
+class Index:
+    """Lookups over a graph for pattern matching: constant values, the node
+    producing each tensor and the nodes consuming it."""
+
+    def __init__(self, graph: onnx.GraphProto):
+        self.values = constants(graph)
+        self.producer = {out: node for node in graph.node for out in node.output}
+        self.consumers: dict = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+
+    def is_scalar(self, name: str, value: float) -> bool:
+        """Whether `name` is a one-element constant equal to `value` (to
+        float32 precision)."""
+        v = self.values.get(name)
+        return v is not None and v.size == 1 and abs(float(v.reshape(-1)[0]) - value) < 1e-6
+
+    def only_consumer(self, name: str):
+        """The one node reading `name`, or None."""
+        users = self.consumers.get(name, [])
+        return users[0] if len(users) == 1 else None
+
+
 def fuse_hard_swish(model: onnx.ModelProto) -> int:
     """Replaces every x * clip(x + 3, 0, 6) / 6 with HardSwish(x); returns
     how many. Constants left unused are removed."""
     graph = model.graph
-    values = constants(graph)
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def is_scalar(name: str, value: float) -> bool:
-        v = values.get(name)
-        return v is not None and v.size == 1 and float(v.reshape(-1)[0]) == value
-
-    def only_consumer(name: str):
-        users = consumers.get(name, [])
-        return users[0] if len(users) == 1 else None
-
+    index = Index(graph)
+    is_scalar, only_consumer = index.is_scalar, index.only_consumer
     replaced, fused = set(), {}
     for clip in graph.node:
         if clip.op_type != "Clip" or len(clip.input) != 3:
             continue
         if not (is_scalar(clip.input[1], 0.0) and is_scalar(clip.input[2], 6.0)):
             continue
-        add = producer.get(clip.input[0])
+        add = index.producer.get(clip.input[0])
         if add is None or add.op_type != "Add" or only_consumer(add.output[0]) is not clip:
             continue
         inputs = [name for name in add.input if not is_scalar(name, 3.0)]
@@ -141,26 +152,13 @@ def fuse_gelu(model: onnx.ModelProto) -> int:
     Gelu(x); returns how many. ONNX Runtime fuses this itself in a float
     graph, but not once the quantiser has put a dequantise before x."""
     graph = model.graph
-    values = constants(graph)
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def is_scalar(name: str, value: float) -> bool:
-        v = values.get(name)
-        return v is not None and v.size == 1 and abs(float(v.reshape(-1)[0]) - value) < 1e-6
-
-    def only_consumer(name: str):
-        users = consumers.get(name, [])
-        return users[0] if len(users) == 1 else None
-
+    index = Index(graph)
+    is_scalar, only_consumer = index.is_scalar, index.only_consumer
     replaced, fused = set(), {}
     for erf in graph.node:
         if erf.op_type != "Erf":
             continue
-        div = producer.get(erf.input[0])
+        div = index.producer.get(erf.input[0])
         if div is None or div.op_type != "Div" or not is_scalar(div.input[1], 2**0.5):
             continue
         x = div.input[0]
@@ -191,20 +189,17 @@ def fold_into_convolutions(model: onnx.ModelProto) -> int:
     float Add between a dequantise and a quantise. Element-wise float32
     arithmetic only (no reductions), so the result is the same everywhere."""
     graph = model.graph
-    values = constants(graph)
+    index = Index(graph)
+    values = index.values
     initializers = {i.name: i for i in graph.initializer}
-    consumers: dict = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
     removed, folded = set(), 0
     for conv in graph.node:
         if conv.op_type != "Conv" or len(conv.input) != 2 or conv.input[1] not in initializers:
             continue
-        users = consumers.get(conv.output[0], [])
-        if len(users) != 1 or conv.output[0] in {o.name for o in graph.output}:
+        follower = index.only_consumer(conv.output[0])
+        if follower is None or conv.output[0] in outputs:
             continue
-        follower = users[0]
         weight = numpy_helper.to_array(initializers[conv.input[1]]).astype(np.float32)
         channels = weight.shape[0]
         if follower.op_type == "Add":
