@@ -13,7 +13,8 @@
 //!
 //! Other model files can be compared with `PAGESTREAM_BENCH_DET`,
 //! `PAGESTREAM_BENCH_CLS` and `PAGESTREAM_BENCH_REC` (paths to ONNX files,
-//! e.g. int8-quantised or older models): they get a row of their own.
+//! e.g. the float originals of the derived models, or older models): they
+//! get a row of their own.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,8 +96,9 @@ fn main() {
         ),
         ("det <= 2000 px, rec batch 6 unpadded", det_at(2000), rec_with(6, 8), &models),
         ("det <= 2000 px, rec batch 1 unpadded", det_at(2000), rec_with(1, 8), &models),
-        ("defaults: det <= 1600 px, rec batch 1 unpadded", det_at(1600), rec_with(1, 8), &models),
-        ("det <= 1280 px, rec batch 1 unpadded", det_at(1280), rec_with(1, 8), &models),
+        ("det <= 1600 px, rec batch 1 unpadded", det_at(1600), rec_with(1, 8), &models),
+        ("defaults: det <= 1280 px, rec batch 1 unpadded", det_at(1280), rec_with(1, 8), &models),
+        ("det <= 960 px, rec batch 1 unpadded", det_at(960), rec_with(1, 8), &models),
     ];
     let alt_models = (!alternatives.is_empty()).then(|| load(&home, 1, &alternatives));
     if let Some(alt) = &alt_models {
