@@ -30,8 +30,9 @@ pub struct Config {
     /// The detection input's longer side is at most this (pixels): a
     /// smaller input detects faster, and lines are still cut from the page
     /// at full resolution. The reference detects at up to 2000 pixels; 1280
-    /// reads the samples as well in 40% of the time (960, the PaddleOCR
-    /// default, too, but leaves small print only a few pixels high).
+    /// reads the samples as well, faster; 960 (the PaddleOCR default)
+    /// starts to misread the invoice's small print (`cargo bench --bench
+    /// models`).
     pub det_max_side_len: u32,
     /// Post-processing of the probability map.
     pub db: db::Params,
