@@ -19,7 +19,9 @@ What makes the int8 models reproducible on any machine is that the
 activation ranges are not measured at setup: they are committed in
 topology/quantization/<model>.json, measured once by `calibrate` on real
 pages, and every other step (opset conversion, the graph rewrites, weight
-quantisation) is exact arithmetic on the model's own numbers.
+quantisation) is graph surgery or element-wise IEEE arithmetic on the
+model's own numbers (no sums whose order could vary), which gives the same
+bits on every CPU.
 
     # what ./setup runs, in the venv it makes (.pagestream/tools):
     .pagestream/tools/bin/python scripts/derive_models.py apply
