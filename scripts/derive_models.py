@@ -280,10 +280,10 @@ def quantize(name: str, source: Path, ranges: Path, output: Path, reader=None) -
             for node in model.graph.node
             if name in FLOAT_STEM and node.op_type == "Conv" and node.input[0] == model.graph.input[0].name
         ]
-        quantized = Path(tmp) / "int8.onnx"
+        partial = output.with_suffix(".partial")
         quantize_static(
             str(staged),
-            str(quantized),
+            str(partial),
             reader,
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=OP_TYPES[name],
@@ -294,7 +294,7 @@ def quantize(name: str, source: Path, ranges: Path, output: Path, reader=None) -
             calibrate_method=CalibrationMethod.MinMax,
             calibration_cache_path=str(ranges),
         )
-        save(onnx.load(str(quantized)), output)
+        partial.replace(output)
 
 
 class Recorded(CalibrationDataReader):
