@@ -292,6 +292,7 @@ mod tests {
             class: None,
             submitted_at_ms: 0,
             completed_at_ms: 0,
+            full_result: None,
         }
     }
 

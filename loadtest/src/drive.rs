@@ -8,9 +8,10 @@ use std::time::Duration;
 use async_nats::jetstream::Context;
 use futures::StreamExt;
 use schemas::subjects::PREFIX;
-use schemas::{DeadLetter, DocumentResult, Event, EventBody};
+use schemas::{DeadLetter, Event, EventBody};
 use tokio::sync::Semaphore;
 use workers::blobs::{BlobStore, sha256_hex};
+use workers::jetstream::claim_check::read_result;
 use workers::jetstream::publish::Publisher;
 use workers::jetstream::submit::submit;
 use workers::jetstream::{Route, context};
@@ -88,13 +89,15 @@ pub async fn jetstream(
 
     let recorder = Recorder::new();
     let listeners = {
-        let recorder = recorder.clone();
+        let (recorder, blobs, tenant) = (recorder.clone(), blobs.clone(), tenant.to_string());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     Some(message) = results.next() => {
-                        if let Ok(result) = schemas::decode::<DocumentResult>(&message.payload) {
-                            recorder.result(result);
+                        // Large results arrive as claim checks: read them whole.
+                        match read_result(&blobs, &tenant, &message.payload).await {
+                            Ok(result) => recorder.result(result),
+                            Err(error) => tracing::warn!(%error, "unreadable result"),
                         }
                     }
                     Some(message) = events.next() => {

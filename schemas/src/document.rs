@@ -145,6 +145,25 @@ pub struct DocumentResult {
     pub submitted_at_ms: u64,
     /// When the result was assembled, milliseconds since the Unix epoch.
     pub completed_at_ms: u64,
+    /// Set when the result is too large for a message (claim-check): the
+    /// complete result, a `document_result` envelope, is the object this
+    /// names, and `pages` is empty here. Everything else is filled in.
+    #[serde(default)]
+    pub full_result: Option<BlobRef>,
+}
+
+impl DocumentResult {
+    /// Whether this message stands for a result stored elsewhere
+    /// ([`DocumentResult::full_result`]).
+    pub fn is_claim_check(&self) -> bool {
+        self.full_result.is_some()
+    }
+
+    /// The small message that stands for this result when it is stored at
+    /// `blob`: the same fields without the pages.
+    pub fn claim_check(&self, blob: BlobRef) -> DocumentResult {
+        DocumentResult { pages: Vec::new(), full_result: Some(blob), ..self.clone() }
+    }
 }
 
 impl Message for DocumentResult {

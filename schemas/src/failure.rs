@@ -38,6 +38,9 @@ pub enum ErrorKind {
     UnknownTenant,
     /// An integration endpoint (a webhook) refused or never took the delivery.
     Delivery,
+    /// The message reaches outside the tenant it was sent as: its body names
+    /// another tenant, or it refers to another tenant's objects.
+    Forbidden,
     /// A kind this build does not know (written by a newer version).
     #[serde(other)]
     Other,
@@ -80,9 +83,14 @@ pub struct DeadLetter {
     pub failure: FailureRecord,
     /// Subject the original message was published to.
     pub subject: String,
-    /// The original message, byte for byte (MessagePack `bin`).
+    /// The original message, byte for byte (MessagePack `bin`); empty when
+    /// it is in the object store ([`DeadLetter::payload_blob`]).
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    /// Where the original message is when the dead letter would not fit
+    /// in a message with it.
+    #[serde(default)]
+    pub payload_blob: Option<crate::BlobRef>,
 }
 
 impl Message for DeadLetter {

@@ -385,6 +385,12 @@ pub struct PagePayload {
     /// (for queue-wait timings).
     #[serde(default)]
     pub sent_at_ms: u64,
+    /// Set when the payload is too large for a message (claim-check): the
+    /// complete payload, a `page_payload` envelope, is the object this
+    /// names; here only `task` (without inline document bytes) and
+    /// `sent_at_ms` are filled in.
+    #[serde(default)]
+    pub spilled: Option<BlobRef>,
 }
 
 impl Message for PagePayload {

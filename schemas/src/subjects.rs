@@ -74,6 +74,23 @@ pub fn dead_letter(tenant: &str, stage: &str) -> String {
     format!("{PREFIX}.{tenant}.dead.{stage}")
 }
 
+/// Tenant token of the dead letters whose own tenant is unusable (a message
+/// that arrived on a subject whose tenant token is not a valid tenant name).
+/// No tenant can have this name: tenant names start with a letter or digit.
+pub const UNROUTED_TENANT: &str = "_unrouted";
+
+/// The tenant a message belongs to: the second token of the subject it
+/// arrived on, when that is a valid tenant name. The subject decides, never
+/// the message body.
+pub fn tenant_of(subject: &str) -> Option<&str> {
+    let mut tokens = subject.split('.');
+    let tenant = match (tokens.next(), tokens.next()) {
+        (Some(PREFIX), Some(tenant)) => tenant,
+        _ => return None,
+    };
+    validate_tenant(tenant).is_ok().then_some(tenant)
+}
+
 /// Why a tenant name cannot be used in a subject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TenantError {
@@ -86,6 +103,9 @@ pub enum TenantError {
     /// The name holds a character other than `a-z`, `0-9`, `-` and `_`.
     #[error("tenant name may only hold a-z, 0-9, '-' and '_', got {0:?}")]
     InvalidChar(char),
+    /// The name starts with `-` or `_` (reserved, see [`UNROUTED_TENANT`]).
+    #[error("tenant name must start with a letter or a digit")]
+    BadStart,
 }
 
 /// Longest tenant name, in characters.
@@ -93,8 +113,9 @@ pub const MAX_TENANT_LEN: usize = 64;
 
 /// Checks that `tenant` is a single, safe subject token: 1 to 64 characters of
 /// `a-z`, `0-9`, `-` and `_` (no `.`, `*`, `>` or whitespace, which NATS gives a
-/// meaning). The subject builders do not check; names are validated once,
-/// where they enter the system.
+/// meaning), starting with a letter or a digit. The subject builders do not
+/// check; names are validated where they enter the system, and workers take
+/// the tenant of a message from its subject ([`tenant_of`]).
 pub fn validate_tenant(tenant: &str) -> Result<(), TenantError> {
     if tenant.is_empty() {
         return Err(TenantError::Empty);
@@ -107,6 +128,7 @@ pub fn validate_tenant(tenant: &str) -> Result<(), TenantError> {
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
     {
         Some(c) => Err(TenantError::InvalidChar(c)),
+        None if tenant.starts_with(['-', '_']) => Err(TenantError::BadStart),
         None => Ok(()),
     }
 }
@@ -168,6 +190,18 @@ mod tests {
         assert!(!matches(&filter, &stage_input("acme", "layout")));
         assert!(!matches(&filter, &submit("acme")));
         assert!(!matches(&filter, &dead_letter("acme", "ocr")));
+    }
+
+    #[test]
+    fn the_subject_names_the_tenant() {
+        assert_eq!(tenant_of("pagestream.acme.submit"), Some("acme"));
+        assert_eq!(tenant_of("pagestream.acme.pages.ocr"), Some("acme"));
+        for subject in ["pagestream.ACME.submit", "other.acme.submit", "pagestream", ""] {
+            assert_eq!(tenant_of(subject), None, "{subject}");
+        }
+        assert_eq!(tenant_of(&dead_letter(UNROUTED_TENANT, "split")), None);
+        assert_eq!(validate_tenant(UNROUTED_TENANT), Err(TenantError::BadStart));
+        assert!(matches("pagestream.*.dead.>", &dead_letter(UNROUTED_TENANT, "split")));
     }
 
     #[test]

@@ -57,6 +57,26 @@ pub fn document_prefix(tenant: &str, doc_id: &str) -> String {
     format!("docs/{tenant}/{doc_id}")
 }
 
+/// Key prefix of the objects of every document of a tenant, ending in `/`.
+/// A message of `tenant` may refer to objects under it only.
+pub fn tenant_prefix(tenant: &str) -> String {
+    format!("docs/{tenant}/")
+}
+
+/// Key prefix of a tenant's stored results (claim-checked results and
+/// exports, kept after the document's own objects are deleted), ending in `/`.
+pub fn results_prefix(tenant: &str) -> String {
+    format!("results/{tenant}/")
+}
+
+/// Whether `key` lies below `prefix` (which ends in `/`) without empty,
+/// `.` or `..` segments that could lead out of it.
+pub fn key_within(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty() && rest.split('/').all(|part| !matches!(part, "" | "." | ".."))
+    })
+}
+
 /// Hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -268,6 +288,25 @@ mod tests {
         assert_eq!(store.delete_prefix(&document_prefix("t", "d1")).await.unwrap(), 3);
         assert_eq!(store.delete_prefix(&document_prefix("t", "d1")).await.unwrap(), 0);
         assert_eq!(store.get(&keep).await.unwrap(), Bytes::from_static(b"k"));
+    }
+
+    #[test]
+    fn keys_stay_within_their_prefix() {
+        let prefix = tenant_prefix("acme");
+        assert!(key_within("docs/acme/d1/original", &prefix));
+        for key in [
+            "docs/acme/",
+            "docs/acme",
+            "docs/other/d1/original",
+            "docs/acme/../other/d1/original",
+            "docs/acme/d1//original",
+            "docs/acme/./d1",
+            "docs/acmex/d1",
+            "results/acme/d1.json",
+        ] {
+            assert!(!key_within(key, &prefix), "{key}");
+        }
+        assert!(key_within("results/acme/d1/ab.msgpack", &results_prefix("acme")));
     }
 
     #[test]

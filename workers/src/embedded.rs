@@ -175,6 +175,7 @@ fn split(
         class: None,
         submitted_at_ms,
         completed_at_ms: 0,
+        full_result: None,
     };
     match pipeline.splitter.split(&submission, &bytes, &submission.source) {
         Ok(split) => {

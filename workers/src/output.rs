@@ -311,6 +311,7 @@ mod tests {
             class: Some("invoice".into()),
             submitted_at_ms: 0,
             completed_at_ms: 0,
+            full_result: None,
         }
     }
 

@@ -365,6 +365,7 @@ fn document_result(doc_id: &str) -> DocumentResult {
         class: None,
         submitted_at_ms: 1,
         completed_at_ms: 2,
+        full_result: None,
     }
 }
 

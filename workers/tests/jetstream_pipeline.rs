@@ -157,7 +157,7 @@ async fn poison_pages_are_dead_lettered_and_replayed() {
         .find(|e| e.letter.as_ref().unwrap().failure.page_index == Some(1))
         .unwrap()
         .sequence;
-    workers::jetstream::dlq::replay(&cluster.js, &[sequence]).await.unwrap();
+    workers::jetstream::dlq::replay(&cluster.js, &cluster.store, &[sequence]).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while cluster.results(&fax.doc_id).await.len() < 2 {
         assert!(std::time::Instant::now() < deadline, "no result after the replay");

@@ -149,6 +149,7 @@ fn document_result(tenant: &str, submitted_at_ms: u64) -> DocumentResult {
         class: None,
         submitted_at_ms,
         completed_at_ms: submitted_at_ms + 500,
+        full_result: None,
     }
 }
 
@@ -220,19 +221,22 @@ async fn a_tenant_reads_and_watches_its_own_results_and_no_one_elses() {
         "acme connected with globex's password"
     );
     let acme = TenantClient::connect(&url, "acme", ACME_PASSWORD).await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let blobs = BlobStore::open(&store.path().display().to_string()).unwrap();
 
     // Its own result, by direct get.
-    let own = stored_result(&acme.js, "acme", &tenancy.acme.doc_id).await.unwrap();
+    let own = stored_result(&acme.js, &blobs, "acme", &tenancy.acme.doc_id).await.unwrap();
     assert_eq!(own.as_ref(), Some(&tenancy.acme));
 
     // Not globex's: the server drops the request and says why; the service
     // reads the same result, so it is there to be read.
-    let foreign = stored_result(&acme.js, "globex", &tenancy.globex.doc_id).await;
+    let foreign = stored_result(&acme.js, &blobs, "globex", &tenancy.globex.doc_id).await;
     assert!(foreign.is_err(), "acme read globex's result: {foreign:?}");
     let api =
         format!("$JS.API.DIRECT.GET.{STREAM_RESULTS}.{}", result("globex", &tenancy.globex.doc_id));
     acme.wait_violation("Publish", &api).await;
-    let stored = stored_result(&tenancy.service, "globex", &tenancy.globex.doc_id).await.unwrap();
+    let stored =
+        stored_result(&tenancy.service, &blobs, "globex", &tenancy.globex.doc_id).await.unwrap();
     assert_eq!(stored.as_ref(), Some(&tenancy.globex));
 
     // The allowed API subject takes no subject from a body instead: asking

@@ -258,6 +258,36 @@ pub fn page_payload() -> PagePayload {
         }],
         result: page_result(),
         sent_at_ms: SUBMITTED_AT_MS + 840,
+        spilled: None,
+    }
+}
+
+/// A page payload too large for a message: the claim check standing for it.
+pub fn spilled_page_payload() -> PagePayload {
+    PagePayload {
+        task: PageTask { source: DocumentSource::Inline { bytes: Vec::new() }, ..page_task() },
+        image: None,
+        text_layer: Vec::new(),
+        result: PageResult { page_index: 0, ..PageResult::default() },
+        sent_at_ms: SUBMITTED_AT_MS + 840,
+        spilled: Some(blob_ref(&format!(
+            "docs/{TENANT}/{DOC_ID}/pages/0/0123456789abcdef-ocr.msgpack"
+        ))),
+    }
+}
+
+/// A document result too large for a message: the claim check standing for it.
+pub fn claim_checked_document_result() -> DocumentResult {
+    let full = document_result();
+    full.claim_check(blob_ref(&format!("results/{TENANT}/{DOC_ID}/0123456789abcdef.msgpack")))
+}
+
+fn blob_ref(key: &str) -> BlobRef {
+    BlobRef {
+        store: "s3://pagestream/prod".to_owned(),
+        key: key.to_owned(),
+        size: 1_572_864,
+        sha256: "0123456789abcdef".repeat(4),
     }
 }
 
@@ -292,6 +322,7 @@ pub fn document_result() -> DocumentResult {
         class: Some("invoice".to_owned()),
         submitted_at_ms: SUBMITTED_AT_MS,
         completed_at_ms: SUBMITTED_AT_MS + 63_020,
+        full_result: None,
     }
 }
 
@@ -301,6 +332,7 @@ pub fn dead_letter() -> DeadLetter {
         failure: failure(),
         subject: "pagestream.acme.pages.ocr".to_owned(),
         payload: schemas::encode(&page_task()).unwrap(),
+        payload_blob: None,
     }
 }
 

@@ -37,6 +37,15 @@ fn every_variant_round_trips() {
         source: DocumentSource::Inline { bytes: Vec::new() },
         ..fixtures::submission()
     });
+    // Claim checks: messages that stand for one in the object store.
+    round_trip(&fixtures::spilled_page_payload());
+    let result = fixtures::claim_checked_document_result();
+    assert!(result.is_claim_check() && result.pages.is_empty() && result.page_count == 2);
+    round_trip(&result);
+    let mut letter = fixtures::dead_letter();
+    letter.payload = Vec::new();
+    letter.payload_blob = Some(fixtures::blob());
+    round_trip(&letter);
 }
 
 #[test]

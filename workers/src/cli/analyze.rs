@@ -188,6 +188,7 @@ fn read_input(path: &Path, max_bytes: u64, tenant: &str) -> Input {
             class: None,
             submitted_at_ms: now,
             completed_at_ms: now,
+            full_result: None,
         })
     };
     // Refuse oversized files before reading them into memory.

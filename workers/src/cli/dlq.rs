@@ -80,7 +80,8 @@ pub fn run(global: &GlobalArgs, args: DlqArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     sequences
                 };
-                let replayed = dlq::replay(&js, &sequences).await?;
+                let blobs = crate::blobs::BlobStore::open(&global.store)?;
+                let replayed = dlq::replay(&js, &blobs, &sequences).await?;
                 println!("{} dead letter(s) replayed", replayed.len());
             }
         }

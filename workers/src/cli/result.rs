@@ -31,9 +31,10 @@ pub fn run(global: &GlobalArgs, args: ResultArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| Failure::Tenant(format!("invalid tenant `{}`: {e}", args.tenant)))?;
     block_on(async move {
         let (_client, js) = connect_client(global, "pagestream-result").await?;
-        let mut result = stored_result(&js, &args.tenant, &args.doc_id).await?;
+        let blobs = BlobStore::open(&global.store)?;
+        let mut result = stored_result(&js, &blobs, &args.tenant, &args.doc_id).await?;
         if result.is_none() {
-            result = exported_result(&global.store, &args.tenant, &args.doc_id).await?;
+            result = exported_result(&blobs, &args.tenant, &args.doc_id).await?;
         }
         let Some(result) = result else {
             return Err(Failure::NotFound(format!(
@@ -52,11 +53,10 @@ pub fn run(global: &GlobalArgs, args: ResultArgs) -> anyhow::Result<ExitCode> {
 
 /// The JSON export `assemble` wrote to the object store, if it is there.
 async fn exported_result(
-    store: &str,
+    blobs: &BlobStore,
     tenant: &str,
     doc_id: &str,
 ) -> anyhow::Result<Option<DocumentResult>> {
-    let blobs = BlobStore::open(store)?;
     match blobs.get_key(&export_key(tenant, doc_id, "json")).await {
         Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
         Err(BlobError::NotFound(_)) => Ok(None),

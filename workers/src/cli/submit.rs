@@ -140,7 +140,7 @@ pub fn run(global: &GlobalArgs, args: SubmitArgs) -> anyhow::Result<ExitCode> {
         let mut pending = Vec::new();
         for (doc_id, waiter, run) in waiting {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match waiter.wait(&js, run, left).await? {
+            match waiter.wait(&js, &blobs, run, left).await? {
                 Some(result) => {
                     all_complete &= result.status == DocumentStatus::Complete;
                     print_result(&result, args.format)?;

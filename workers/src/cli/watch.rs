@@ -10,11 +10,14 @@ use std::process::ExitCode;
 
 use clap::Args;
 use futures::StreamExt;
-use schemas::subjects::PREFIX;
-use schemas::{DocumentResult, Event};
+use schemas::Event;
+use schemas::subjects::{PREFIX, tenant_of};
 
 use super::worker::block_on;
 use super::{Failure, GlobalArgs, connect_client};
+use crate::blobs::BlobStore;
+use crate::jetstream::Error;
+use crate::jetstream::claim_check::read_result;
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -50,6 +53,7 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> anyhow::Result<ExitCode> {
     };
     block_on(async move {
         let (client, _js) = connect_client(global, "pagestream-watch").await?;
+        let blobs = BlobStore::open(&global.store)?;
         let mut messages = client.subscribe(subject.clone()).await?;
         // Make sure the server has the subscription before saying so.
         client.flush().await?;
@@ -59,11 +63,17 @@ pub fn run(global: &GlobalArgs, args: WatchArgs) -> anyhow::Result<ExitCode> {
         while args.count.is_none_or(|count| printed < count) {
             let Some(message) = messages.next().await else { break };
             let line = match args.events {
-                true => {
-                    schemas::decode::<Event>(&message.payload).map(|e| serde_json::to_string(&e))
+                true => schemas::decode::<Event>(&message.payload)
+                    .map(|e| serde_json::to_string(&e))
+                    .map_err(Error::from),
+                // A claim-checked result is printed whole.
+                false => {
+                    let sender = tenant_of(&message.subject).unwrap_or_default();
+                    read_result(&blobs, sender, &message.payload)
+                        .await
+                        .map(|r| serde_json::to_string(&r))
+                        .map_err(Error::from)
                 }
-                false => schemas::decode::<DocumentResult>(&message.payload)
-                    .map(|r| serde_json::to_string(&r)),
             };
             match line {
                 Ok(Ok(line)) => {

@@ -45,8 +45,9 @@ pub fn run(global: &GlobalArgs, args: WebhooksArgs) -> anyhow::Result<ExitCode> 
         let publisher = Publisher::new(js).with_metrics(Arc::clone(&metrics));
         let tenants: Vec<&String> = targets.keys().collect();
         tracing::info!(?tenants, "delivering webhooks");
-        let sink =
-            Arc::new(Sink::new(targets.clone(), topology.webhooks().clone(), publisher, metrics)?);
+        let blobs = crate::blobs::BlobStore::open(&global.store)?;
+        let settings = topology.webhooks().clone();
+        let sink = Arc::new(Sink::new(targets.clone(), settings, publisher, metrics, blobs)?);
         let (trigger, shutdown) = Shutdown::new();
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -132,7 +132,22 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             tracing::info!("shutdown requested");
             trigger.trigger();
         });
-        worker::run(runtime, roles, shutdown, ready).await?;
+        // The drain is bounded by itself; this bounds whatever it waits on
+        // that it should not (a blocking step that never returns).
+        let mut asked = shutdown.clone();
+        let hard_limit = args.shutdown_timeout + Duration::from_secs(10);
+        let overdue = async move {
+            asked.wait().await;
+            tokio::time::sleep(hard_limit).await;
+        };
+        tokio::select! {
+            served = worker::run(runtime, roles, shutdown, ready) => served?,
+            _ = overdue => {
+                tracing::error!(?hard_limit, "drain not finished in time; exiting, in-flight pages are redelivered");
+                // Dropping the runtime would wait for the blocking work.
+                std::process::exit(1);
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

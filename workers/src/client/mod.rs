@@ -15,9 +15,9 @@ use futures::StreamExt;
 use schemas::subjects::{STREAM_RESULTS, result as result_subject};
 use schemas::{DocumentKind, DocumentResult, ErrorKind};
 
-use crate::blobs::sha256_hex;
+use crate::blobs::{BlobStore, sha256_hex};
 use crate::error::StepError;
-use crate::jetstream::Error;
+use crate::jetstream::{Error, claim_check};
 use crate::steps::split;
 
 /// A document read and checked against the topology's limits, ready to be
@@ -80,13 +80,15 @@ pub fn prepare_bytes(
     Ok(Prepared { name, doc_id: sha256_hex(&bytes), bytes, kind, pages })
 }
 
-/// The published result of a document, if the results stream has it.
+/// The published result of a document, if the results stream has it; a
+/// claim-checked result is read whole from `blobs`.
 ///
 /// Asks with a direct get of the last message on the result subject, whose
 /// API subject names the tenant, so NATS permissions can confine a tenant to
 /// its own results.
 pub async fn stored_result(
     js: &Context,
+    blobs: &BlobStore,
     tenant: &str,
     doc_id: &str,
 ) -> Result<Option<DocumentResult>, Error> {
@@ -95,7 +97,7 @@ pub async fn stored_result(
         .await
         .map_err(|e| Error::jetstream("cannot open the results stream", e))?;
     match stream.direct_get_last_for_subject(result_subject(tenant, doc_id)).await {
-        Ok(message) => Ok(Some(schemas::decode(&message.payload)?)),
+        Ok(message) => Ok(Some(claim_check::read_result(blobs, tenant, &message.payload).await?)),
         Err(error) if error.kind() == DirectGetErrorKind::NotFound => Ok(None),
         Err(error) => Err(Error::jetstream("cannot read the document result", error)),
     }
@@ -130,22 +132,23 @@ impl ResultWaiter {
     pub async fn wait(
         mut self,
         js: &Context,
+        blobs: &BlobStore,
         run_ms: Option<u64>,
         timeout: Duration,
     ) -> Result<Option<DocumentResult>, Error> {
         let wanted =
             |result: &DocumentResult| run_ms.is_none_or(|run| result.submitted_at_ms >= run);
-        if let Some(result) = stored_result(js, &self.tenant, &self.doc_id).await?
+        if let Some(result) = stored_result(js, blobs, &self.tenant, &self.doc_id).await?
             && wanted(&result)
         {
             return Ok(Some(result));
         }
         let arrival = async {
             while let Some(message) = self.subscription.next().await {
-                match schemas::decode::<DocumentResult>(&message.payload) {
-                    Ok(result) if wanted(&result) => return Ok(Some(result)),
-                    Ok(_) => {}
-                    Err(error) => return Err(Error::from(error)),
+                let result =
+                    claim_check::read_result(blobs, &self.tenant, &message.payload).await?;
+                if wanted(&result) {
+                    return Ok(Some(result));
                 }
             }
             Ok(None)

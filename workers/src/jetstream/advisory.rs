@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use async_nats::Subject;
 use futures::StreamExt;
-use schemas::subjects::{HEADER_REPLAY, STREAM_DOCS};
-use schemas::{DocumentSubmission, ErrorKind, FailureRecord, PagePayload};
+use schemas::subjects::{HEADER_REPLAY, STREAM_DOCS, UNROUTED_TENANT, tenant_of};
+use schemas::{DeadLetter, ErrorKind, FailureRecord, PagePayload};
 use serde::Deserialize;
 
-use super::split::give_up_document;
-use super::worker::{Role, document_finished, forward_failed};
+use super::split::{give_up_document, receive_submission};
+use super::worker::{
+    Refusal, Role, document_finished, forward_failed, publish_dead_letter, receive_page,
+};
 use super::{Error, Runtime};
 use crate::pipeline::now_ms;
 
@@ -100,30 +102,38 @@ async fn give_up(runtime: &Runtime, advisory: &MaxDeliveries) -> Result<(), Erro
         attempts,
         at_ms: now_ms(),
     };
+    let subject = message.subject.as_str();
     if advisory.stream == STREAM_DOCS {
-        let submission: DocumentSubmission = schemas::decode(&message.payload)?;
-        let failure = record(&submission.doc_id, None);
-        give_up_document(runtime, &submission, &message.subject, &message.payload, failure, replay)
-            .await?;
+        match receive_submission(subject, &message.payload) {
+            Ok(submission) => {
+                let failure = record(&submission.doc_id, None);
+                give_up_document(runtime, &submission, subject, &message.payload, failure, replay)
+                    .await?;
+            }
+            Err(refusal) => rejected(runtime, advisory, subject, &message.payload, refusal).await?,
+        }
     } else {
-        let payload: PagePayload = schemas::decode(&message.payload)?;
-        if replay.is_none() && document_finished(runtime, &payload.task).await {
-            tracing::debug!("undeliverable page of a finished document, dropped");
-        } else {
-            let failure = record(&payload.task.doc_id, Some(payload.task.page_index));
-            let PagePayload { task, result, .. } = payload;
-            forward_failed(
-                runtime,
-                stage,
-                &message.subject,
-                &message.payload,
-                task,
-                result,
-                failure,
-                replay,
-                true,
-            )
-            .await?;
+        match receive_page(runtime, subject, &message.payload).await {
+            Ok(payload) if replay.is_none() && document_finished(runtime, &payload.task).await => {
+                tracing::debug!("undeliverable page of a finished document, dropped");
+            }
+            Ok(payload) => {
+                let failure = record(&payload.task.doc_id, Some(payload.task.page_index));
+                let PagePayload { task, result, .. } = payload;
+                forward_failed(
+                    runtime,
+                    stage,
+                    subject,
+                    &message.payload,
+                    task,
+                    result,
+                    failure,
+                    replay,
+                    true,
+                )
+                .await?;
+            }
+            Err(refusal) => rejected(runtime, advisory, subject, &message.payload, refusal).await?,
         }
     }
     runtime.metrics.failed.with_label_values(&[stage, "timeout", "dead_letter"]).inc();
@@ -132,4 +142,37 @@ async fn give_up(runtime: &Runtime, advisory: &MaxDeliveries) -> Result<(), Erro
         .await
         .map_err(|e| Error::jetstream("cannot delete the given-up message", e))?;
     Ok(())
+}
+
+/// Dead-letters an undeliverable message that is bad in itself, under the
+/// tenant it was sent as (the same record a worker would have made).
+async fn rejected(
+    runtime: &Runtime,
+    advisory: &MaxDeliveries,
+    subject: &str,
+    payload: &[u8],
+    refusal: Refusal,
+) -> Result<(), Error> {
+    let (kind, doc_id, reason) = match refusal {
+        Refusal::Reject { kind, doc_id, reason } => (kind, doc_id, reason),
+        Refusal::Retry(error) => (error.kind, String::new(), error.message),
+    };
+    let letter = DeadLetter {
+        tenant: tenant_of(subject).unwrap_or(UNROUTED_TENANT).to_string(),
+        failure: FailureRecord {
+            doc_id,
+            page_index: None,
+            stage: advisory.consumer.clone(),
+            step: "receive".into(),
+            kind,
+            message: reason,
+            attempts: u32::try_from(advisory.deliveries).unwrap_or(u32::MAX),
+            at_ms: now_ms(),
+        },
+        subject: subject.to_string(),
+        payload: payload.to_vec(),
+        payload_blob: None,
+    };
+    let id = format!("{}/seq/{}", advisory.consumer, advisory.stream_seq);
+    publish_dead_letter(runtime, &advisory.consumer, &id, letter).await
 }

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::Message;
+use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
 use schemas::subjects::{STREAM_RESULTS, event, result as result_subject};
 use schemas::{
@@ -25,8 +26,8 @@ use tracing::Instrument;
 use super::payload::{self, blob_error};
 use super::publish::Outgoing;
 use super::state::Change;
-use super::worker::{Delivery, publish_dead_letter, undecodable};
-use super::{Error, Runtime, document_msg_id, page_msg_id};
+use super::worker::{Delivery, publish_dead_letter, receive_page, refuse, settle_given_up};
+use super::{Error, Runtime, claim_check, document_msg_id, page_msg_id};
 use crate::blobs::{BlobError, document_prefix};
 use crate::error::StepError;
 use crate::pipeline::{PageFailure, complete_document, now_ms};
@@ -60,9 +61,11 @@ enum Landing {
 /// One page through `assemble`.
 pub(crate) async fn handle(runtime: &Runtime, message: Message) {
     let delivery = Delivery::new(runtime, EXIT_STAGE, message);
-    let payload: PagePayload = match schemas::decode(&delivery.message.payload) {
+    let received =
+        receive_page(runtime, &delivery.message.subject, &delivery.message.payload).await;
+    let payload = match received {
         Ok(payload) => payload,
-        Err(error) => return undecodable(runtime, &delivery, &error.to_string()).await,
+        Err(refusal) => return refuse(runtime, &delivery, refusal).await,
     };
     let span = tracing::info_span!(
         "page",
@@ -85,23 +88,23 @@ pub(crate) async fn handle(runtime: &Runtime, message: Message) {
                     runtime.metrics.failed.with_label_values(&[EXIT_STAGE, &kind, "retry"]).inc();
                     return delivery.retry(delay).await;
                 }
-                tracing::error!(%error, "cannot land page, dead-lettered; its document stays open");
+                tracing::error!(%error, "cannot land page, dead-lettered; its document ends failed");
                 runtime.metrics.failed.with_label_values(&[EXIT_STAGE, &kind, "dead_letter"]).inc();
                 let failure = PageFailure { stage: EXIT_STAGE.into(), step: "land".into(), error };
+                let record = failure.record(&crate::page::Page::new(task.clone()), delivery.attempt);
                 let letter = schemas::DeadLetter {
                     tenant: task.tenant.clone(),
-                    failure: failure.record(&crate::page::Page::new(task.clone()), delivery.attempt),
+                    failure: record.clone(),
                     subject: delivery.message.subject.to_string(),
                     payload: delivery.message.payload.to_vec(),
+                    payload_blob: None,
                 };
                 let id = page_msg_id(&task, EXIT_STAGE, delivery.replay);
-                match publish_dead_letter(runtime, EXIT_STAGE, &id, &letter).await {
-                    Ok(()) => delivery.term().await,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot dead-letter the page; it will be redelivered");
-                        delivery.retry(Duration::from_secs(1)).await;
-                    }
-                }
+                let recorded = match publish_dead_letter(runtime, EXIT_STAGE, &id, letter).await {
+                    Ok(()) => abandon(runtime, &task, record, delivery.replay).await,
+                    Err(error) => Err(error),
+                };
+                settle_given_up(&delivery, recorded).await;
             }
         }
     }
@@ -111,6 +114,15 @@ pub(crate) async fn handle(runtime: &Runtime, message: Message) {
 
 fn unavailable(error: impl std::fmt::Display) -> StepError {
     StepError::retry_after(ErrorKind::Unavailable, Duration::from_secs(1), error.to_string())
+}
+
+/// What a failure to finish a document means for the page that landed last.
+fn finish_error(error: Error) -> StepError {
+    if error.is_permanent() {
+        StepError::reject(ErrorKind::Internal, error.to_string())
+    } else {
+        unavailable(error)
+    }
 }
 
 /// Stores the page's result, marks it in the document state and finishes
@@ -163,18 +175,18 @@ async fn land(
         }
         Landing::Duplicate(None) => Ok(()),
         Landing::Duplicate(Some(state)) => {
-            finish(runtime, &state, replay).await.map_err(unavailable)
+            finish(runtime, &state, replay).await.map_err(finish_error)
         }
         Landing::Landed(state) => {
-            publish_page_done(runtime, &task, ok, replay).await.map_err(unavailable)?;
+            publish_page_done(runtime, &task, ok, replay).await.map_err(finish_error)?;
             if state.all_landed() {
-                finish(runtime, &state, replay).await.map_err(unavailable)?;
+                finish(runtime, &state, replay).await.map_err(finish_error)?;
             }
             Ok(())
         }
         Landing::Reopened(state) => {
-            publish_page_done(runtime, &task, ok, replay).await.map_err(unavailable)?;
-            reopen(runtime, &state, result, replay).await.map_err(unavailable)
+            publish_page_done(runtime, &task, ok, replay).await.map_err(finish_error)?;
+            reopen(runtime, &state, result, replay).await.map_err(finish_error)
         }
     }
 }
@@ -266,6 +278,7 @@ async fn finish(
         class: None,
         submitted_at_ms: state.submitted_at_ms,
         completed_at_ms: 0,
+        full_result: None,
     };
     complete_document(&mut result);
     publish_result(runtime, result, replay).await
@@ -302,7 +315,10 @@ async fn reopen(
         .get_last_raw_message_by_subject(&result_subject(&state.tenant, &state.doc_id))
         .await
         .map_err(|e| Error::jetstream("cannot read the previous document result", e))?;
-    let mut result: DocumentResult = schemas::decode(&last.payload)?;
+    let last: DocumentResult = schemas::decode(&last.payload)?;
+    let mut result = claim_check::full_result(&runtime.blobs, last)
+        .await
+        .map_err(|e| Error::jetstream("cannot read the previous document result", e))?;
     result.pages.retain(|p| p.page_index != page.page_index);
     result.pages.push(page);
     complete_document(&mut result);
@@ -310,8 +326,45 @@ async fn reopen(
     publish_result(runtime, result, replay).await
 }
 
-/// Publishes a finished document: result, event, exports; then marks the
-/// state finished and removes the document's blobs. Safe to repeat.
+/// Ends a document none of whose pages can land any more (its last page
+/// could not be landed within its deliveries): finished, failed, with why.
+/// Nothing to do when the document is unknown, another run or finished.
+async fn abandon(
+    runtime: &Runtime,
+    task: &PageTask,
+    record: FailureRecord,
+    replay: Option<u64>,
+) -> Result<(), Error> {
+    let state = runtime.documents.get(&task.tenant, &task.doc_id).await?;
+    let Some(state) =
+        state.filter(|s| s.submitted_at_ms == task.submitted_at_ms && s.finished.is_none())
+    else {
+        return Ok(());
+    };
+    let mut result = DocumentResult {
+        doc_id: state.doc_id.clone(),
+        tenant: state.tenant.clone(),
+        file_name: state.file_name.clone(),
+        kind: state.kind,
+        sha256: state.sha256.clone(),
+        size: state.size,
+        status: DocumentStatus::Failed,
+        page_count: state.pages.len() as u32,
+        pages: Vec::new(),
+        failures: state.failures.clone(),
+        class: None,
+        submitted_at_ms: state.submitted_at_ms,
+        completed_at_ms: now_ms(),
+        full_result: None,
+    };
+    result.failures.push(record);
+    publish_result(runtime, result, replay).await
+}
+
+/// Publishes a finished document: result (by claim check when it is large),
+/// event, exports; then marks the state finished and removes the document's
+/// blobs. Safe to repeat. A result the server refuses for good is replaced
+/// by a failed one that says why, so that the document never stays open.
 pub(crate) async fn publish_result(
     runtime: &Runtime,
     result: DocumentResult,
@@ -319,13 +372,16 @@ pub(crate) async fn publish_result(
 ) -> Result<(), Error> {
     let (tenant, doc_id, run) =
         (result.tenant.clone(), result.doc_id.clone(), result.submitted_at_ms);
-    let outgoing = Outgoing::encode(
-        result_subject(&tenant, &doc_id),
-        document_msg_id(&tenant, &doc_id, run, "result", replay),
-        &doc_id,
-        &result,
-    )?;
-    let ack = runtime.publisher.publish(&outgoing).await?;
+    let (result, ack) = match publish_result_message(runtime, &result, replay).await {
+        Ok(ack) => (result, ack),
+        Err(error) if error.is_permanent() && !result.failures.iter().any(is_unpublishable) => {
+            tracing::error!(%error, "the document result cannot be published; the document ends failed");
+            let failed = unpublishable(&result, &error);
+            let ack = publish_result_message(runtime, &failed, replay).await?;
+            (failed, ack)
+        }
+        Err(error) => return Err(error),
+    };
 
     let failed_pages = result.pages.iter().filter(|p| p.failure.is_some()).count() as u32;
     let body = match result.failures.first() {
@@ -366,6 +422,56 @@ pub(crate) async fn publish_result(
         .await?;
     cleanup(runtime, &tenant, &doc_id).await;
     Ok(())
+}
+
+/// Publishes the result message of `result`: the result itself when it is
+/// small, else the claim check of the result stored in the object store.
+async fn publish_result_message(
+    runtime: &Runtime,
+    result: &DocumentResult,
+    replay: Option<u64>,
+) -> Result<PublishAck, Error> {
+    let (tenant, doc_id, run) = (&result.tenant, &result.doc_id, result.submitted_at_ms);
+    let subject = result_subject(tenant, doc_id);
+    let id = document_msg_id(tenant, doc_id, run, "result", replay);
+    let mut outgoing = Outgoing::encode(subject.clone(), id.clone(), doc_id, result)?;
+    if outgoing.payload.len() > runtime.settings.result_inline_max_bytes {
+        let small =
+            claim_check::store_result(&runtime.blobs, result, outgoing.payload.clone()).await?;
+        outgoing = Outgoing::encode(subject, id, doc_id, &small)?;
+    }
+    Ok(runtime.publisher.publish(&outgoing).await?)
+}
+
+/// Step of the failure recorded when a result cannot be published.
+const PUBLISH_RESULT: &str = "publish_result";
+
+fn is_unpublishable(failure: &FailureRecord) -> bool {
+    failure.stage == EXIT_STAGE && failure.step == PUBLISH_RESULT
+}
+
+/// The failed result that replaces `result` when that cannot be published.
+fn unpublishable(result: &DocumentResult, error: &Error) -> DocumentResult {
+    let failure = FailureRecord {
+        doc_id: result.doc_id.clone(),
+        page_index: None,
+        stage: EXIT_STAGE.into(),
+        step: PUBLISH_RESULT.into(),
+        kind: ErrorKind::TooLarge,
+        message: format!("the document result cannot be published: {error}"),
+        attempts: 1,
+        at_ms: now_ms(),
+    };
+    let mut failures = result.failures.clone();
+    failures.insert(0, failure);
+    DocumentResult {
+        status: DocumentStatus::Failed,
+        pages: Vec::new(),
+        failures,
+        full_result: None,
+        completed_at_ms: now_ms(),
+        ..result.clone()
+    }
 }
 
 fn status_label(status: DocumentStatus) -> &'static str {
@@ -440,6 +546,7 @@ mod tests {
             class: None,
             submitted_at_ms: 0,
             completed_at_ms: 0,
+            full_result: None,
         }
     }
 

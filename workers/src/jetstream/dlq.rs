@@ -7,12 +7,12 @@
 //! document result published again with the page in it.
 
 use async_nats::jetstream::context::Context;
-use bytes::Bytes;
 use schemas::DeadLetter;
 use schemas::subjects::{HEADER_DOC_ID, HEADER_REPLAY, STREAM_DEAD_LETTER};
 
-use super::Error;
 use super::publish::{Outgoing, Publisher};
+use super::{Error, claim_check};
+use crate::blobs::BlobStore;
 
 /// One message of the dead-letter stream.
 #[derive(Debug, Clone)]
@@ -52,7 +52,9 @@ pub async fn list(js: &Context, from: u64, limit: usize) -> Result<Vec<Entry>, E
 }
 
 /// Replays the dead letters with the given sequences; returns those replayed.
-pub async fn replay(js: &Context, sequences: &[u64]) -> Result<Vec<u64>, Error> {
+/// A letter whose original message is in the object store reads it from
+/// `blobs`.
+pub async fn replay(js: &Context, blobs: &BlobStore, sequences: &[u64]) -> Result<Vec<u64>, Error> {
     let stream = js
         .get_stream(STREAM_DEAD_LETTER)
         .await
@@ -65,11 +67,14 @@ pub async fn replay(js: &Context, sequences: &[u64]) -> Result<Vec<u64>, Error> 
             .await
             .map_err(|e| Error::jetstream(format!("no dead letter {sequence}"), e))?;
         let letter: DeadLetter = schemas::decode(&message.payload)?;
+        let payload = claim_check::dead_letter_payload(blobs, &letter)
+            .await
+            .map_err(|e| Error::jetstream(format!("dead letter {sequence}"), e))?;
         let mut outgoing = Outgoing {
             subject: letter.subject.clone(),
             msg_id: format!("replay/{sequence}"),
             headers: async_nats::HeaderMap::new(),
-            payload: Bytes::from(letter.payload),
+            payload,
         }
         .with_header(HEADER_REPLAY, &sequence.to_string());
         if !letter.failure.doc_id.is_empty() {

@@ -17,6 +17,7 @@
 
 pub mod advisory;
 pub mod assemble;
+pub mod claim_check;
 pub mod dlq;
 pub mod payload;
 pub mod provision;
@@ -29,8 +30,8 @@ pub mod worker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::context::{Context, ContextBuilder};
 use schemas::PageTask;
@@ -62,9 +63,23 @@ pub enum Error {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Codec(#[from] schemas::CodecError),
+    #[error("document result: {0}")]
+    ClaimCheck(#[from] claim_check::ClaimCheckError),
 }
 
 impl Error {
+    /// Whether doing the same again can never succeed (a message the server
+    /// refuses, bytes that do not decode, an object that is not there).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Publish(error) => error.is_permanent(),
+            Error::Codec(_) => true,
+            Error::Blob(error) => !matches!(error, BlobError::Store(_)),
+            Error::ClaimCheck(error) => !error.is_temporary(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn jetstream(
         context: impl Into<String>,
         source: impl Into<async_nats::Error>,
@@ -93,14 +108,19 @@ pub struct ConnectConfig {
     pub retry_initial: bool,
 }
 
-/// Connects to NATS; later disconnections are retried forever.
+/// Connects to NATS; later disconnections are retried forever, and logged
+/// with the servers tried and since when.
 pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, Error> {
     let failed = |reason: String| Error::Connect { url: config.url.clone(), reason };
+    let outage = Arc::new(Outage { servers: config.url.clone(), since: Mutex::new(None) });
     let mut options = async_nats::ConnectOptions::new()
         .name(&config.name)
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
-        .event_callback(|event| async move { log_event(event) });
+        .event_callback(move |event| {
+            let outage = Arc::clone(&outage);
+            async move { outage.log(event) }
+        });
     if config.retry_initial {
         options = options.retry_on_initial_connect();
     }
@@ -131,21 +151,56 @@ pub async fn connect(config: &ConnectConfig) -> Result<async_nats::Client, Error
     options.connect(servers).await.map_err(|e| failed(e.to_string()))
 }
 
-/// Logs what the connection reports. The server's errors (a permissions
-/// violation above all) are errors: the request they refused otherwise only
-/// ends in a timeout that does not say why.
-fn log_event(event: async_nats::Event) {
-    use async_nats::Event;
-    match event {
-        Event::ServerError(error) => tracing::error!(%error, "nats server refused"),
-        Event::ClientError(error) => tracing::error!(%error, "nats client error"),
-        Event::Disconnected | Event::LameDuckMode | Event::SlowConsumer(_) => {
-            tracing::warn!(%event, "nats connection")
-        }
-        Event::Connected | Event::Draining | Event::Closed => {
-            tracing::info!(%event, "nats connection")
+/// What the connection reports, logged: the servers' errors (a permissions
+/// violation above all) as errors, since the request they refused otherwise
+/// only ends in a timeout that does not say why; while disconnected, which
+/// servers are tried and since when.
+#[derive(Debug)]
+struct Outage {
+    servers: String,
+    since: Mutex<Option<(Instant, SystemTime)>>,
+}
+
+impl Outage {
+    fn log(&self, event: async_nats::Event) {
+        use async_nats::Event;
+        let servers = self.servers.as_str();
+        let mut since = self.since.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match event {
+            Event::ServerError(error) => tracing::error!(%error, "nats server refused"),
+            Event::Disconnected => {
+                let now = since.get_or_insert((Instant::now(), SystemTime::now()));
+                tracing::warn!(servers, since = %rfc3339(now.1), "nats disconnected, reconnecting");
+            }
+            Event::ClientError(error) => match *since {
+                Some((at, wall)) => tracing::error!(
+                    %error,
+                    servers,
+                    since = %rfc3339(wall),
+                    down_for_s = at.elapsed().as_secs(),
+                    "nats unreachable, still trying"
+                ),
+                None => tracing::error!(%error, servers, "nats client error"),
+            },
+            Event::Connected => match since.take() {
+                Some((at, _)) => tracing::info!(
+                    servers,
+                    down_for_s = at.elapsed().as_secs(),
+                    "nats connection back"
+                ),
+                None => tracing::info!(servers, "nats connected"),
+            },
+            Event::LameDuckMode | Event::SlowConsumer(_) => {
+                tracing::warn!(%event, "nats connection")
+            }
+            Event::Draining | Event::Closed => tracing::info!(%event, "nats connection"),
         }
     }
+}
+
+/// A wall-clock time in RFC 3339, for logs.
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// A JetStream context whose publishes wait for room when too many acks are
@@ -294,6 +349,11 @@ pub struct Settings {
     pub work_high_water: f64,
     /// Page messages of one document awaiting their publish ack at once.
     pub publish_window: usize,
+    /// Document results larger than this travel by claim check.
+    pub result_inline_max_bytes: usize,
+    /// How long a publish that fails for now is retried before the message
+    /// it belongs to is retried as a whole (nak) or given up.
+    pub publish_retry_for: Duration,
 }
 
 impl Default for Settings {
@@ -305,6 +365,8 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(25),
             work_high_water: 0.8,
             publish_window: 64,
+            result_inline_max_bytes: 256 << 10,
+            publish_retry_for: Duration::from_secs(60),
         }
     }
 }
@@ -325,6 +387,11 @@ pub struct Runtime {
     keep_document: HashMap<String, bool>,
     /// The tenants the topology declares; empty: every tenant.
     tenants: Vec<String>,
+    /// Largest message published as it is; larger page payloads and dead
+    /// letters travel by claim check (see [`claim_check`]).
+    pub message_limit: usize,
+    /// The topology's time limit of one step on one page.
+    step_timeout: Duration,
 }
 
 impl Runtime {
@@ -338,6 +405,12 @@ impl Runtime {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
+        // Room for headers and the envelope under the server's limit; inline
+        // images and documents get a third of it each, at most.
+        let max_payload = client.server_info().max_payload;
+        let message_limit = (max_payload / 4 * 3).max(16 << 10);
+        let mut settings = settings;
+        settings.images.inline_max_bytes = settings.images.inline_max_bytes.min(message_limit / 3);
         let js = context(client);
         let kv = js.get_key_value(schemas::subjects::KV_DOCUMENTS).await.map_err(|e| {
             Error::jetstream("cannot open the document bucket (run `pagestream streams apply`)", e)
@@ -354,7 +427,9 @@ impl Runtime {
                 (stage.name.clone(), later)
             })
             .collect();
-        let publisher = Publisher::new(js.clone()).with_metrics(Arc::clone(&metrics));
+        let publisher = Publisher::new(js.clone())
+            .retry_for(settings.publish_retry_for)
+            .with_metrics(Arc::clone(&metrics));
         Ok(Runtime {
             js,
             documents,
@@ -367,6 +442,8 @@ impl Runtime {
             publisher,
             keep_document,
             tenants: topology.tenants().keys().cloned().collect(),
+            message_limit,
+            step_timeout: topology.limits().step_timeout,
         })
     }
 
@@ -380,6 +457,13 @@ impl Runtime {
     /// [`topology::Pipeline::accepts_tenant`]).
     pub fn accepts_tenant(&self, tenant: &str) -> bool {
         self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
+    }
+
+    /// How long a page may stay in `stage` before the stage counts as stuck:
+    /// the step time limit for each of its steps.
+    pub fn stage_time_limit(&self, stage: &str) -> Duration {
+        let steps = self.pipeline.stage(stage).map_or(1, |s| s.steps.len().max(1));
+        self.step_timeout * u32::try_from(steps).unwrap_or(u32::MAX)
     }
 
     /// Whether pages leaving `stage` must keep the document bytes.

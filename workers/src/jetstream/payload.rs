@@ -129,7 +129,7 @@ pub async fn to_payload(
             }
         }
     };
-    Ok(PagePayload { task, image, text_layer, result, sent_at_ms: now_ms() })
+    Ok(PagePayload { task, image, text_layer, result, sent_at_ms: now_ms(), spilled: None })
 }
 
 /// Turns a received message back into a page, fetching the image from the
@@ -153,34 +153,49 @@ pub async fn to_page(
         page.image = Some(blocking(move || decode_image(&image, &data, max_pixels)).await?);
     }
     if needs_document {
-        page.document = Some(Arc::new(document_bytes(&page.task.source, blobs).await?.to_vec()));
+        let bytes = document_bytes(&page.task.doc_id, &page.task.source, blobs).await?;
+        page.document = Some(Arc::new(bytes.to_vec()));
     }
     Ok(page)
 }
 
-/// The bytes of a document, inline or from the object store.
+/// The bytes of document `doc_id`, inline or from the object store; the
+/// document id must be their sha256.
 pub async fn document_bytes(
+    doc_id: &str,
     source: &DocumentSource,
     blobs: &BlobStore,
 ) -> Result<Bytes, StepError> {
+    let not_the_document = || {
+        StepError::reject(
+            ErrorKind::MalformedMessage,
+            "the document id is not the sha256 of the document bytes",
+        )
+    };
     match source {
         DocumentSource::Inline { bytes } if bytes.is_empty() => Err(StepError::reject(
             ErrorKind::MalformedMessage,
             "the page task carries no document bytes",
         )),
+        DocumentSource::Inline { bytes } if blobs::sha256_hex(bytes) != doc_id => {
+            Err(not_the_document())
+        }
         DocumentSource::Inline { bytes } => Ok(Bytes::copy_from_slice(bytes)),
+        // The store checks the bytes against the reference's sha256.
+        DocumentSource::Blob(blob) if blob.sha256 != doc_id => Err(not_the_document()),
         DocumentSource::Blob(blob) => blobs.get(blob).await.map_err(blob_error),
     }
+}
+
+/// The object store could not be reached: the page is tried again later.
+pub fn blob_error_retry(message: String) -> StepError {
+    StepError::retry_after(ErrorKind::Unavailable, BLOB_RETRY, message)
 }
 
 /// What a failed object store operation means for the page.
 pub fn blob_error(error: BlobError) -> StepError {
     match &error {
-        BlobError::Store(_) => StepError::retry_after(
-            ErrorKind::Unavailable,
-            BLOB_RETRY,
-            format!("object store: {error}"),
-        ),
+        BlobError::Store(_) => blob_error_retry(format!("object store: {error}")),
         BlobError::Corrupt { .. } => StepError::reject(ErrorKind::Corrupt, error.to_string()),
         _ => StepError::reject(ErrorKind::MalformedMessage, error.to_string()),
     }
@@ -199,6 +214,7 @@ pub async fn blocking<T: Send + 'static>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::error::Retry;
     use image::Rgb;
     use schemas::{BBox, Line, PageTask, TextSource};
 
@@ -233,6 +249,8 @@ mod tests {
         blobs: &BlobStore,
     ) -> (PagePayload, Page) {
         let mut page = Page::new(task(DocumentSource::Inline { bytes: b"\x89PNG doc".to_vec() }));
+        // The document id is the sha256 of the bytes, which the reader checks.
+        page.task.doc_id = blobs::sha256_hex(b"\x89PNG doc");
         page.image = Some(image);
         page.result.width = 7;
         page.text_layer.push(Line {
@@ -278,7 +296,8 @@ mod tests {
         let image = payload.image.unwrap();
         let blob = image.blob.unwrap();
         assert!(image.data.is_empty());
-        assert!(blob.key.starts_with("docs/acme/d1/pages/2/") && blob.key.ends_with("-layout.png"));
+        let prefix = format!("docs/acme/{}/pages/2/", blobs::sha256_hex(b"\x89PNG doc"));
+        assert!(blob.key.starts_with(&prefix) && blob.key.ends_with("-layout.png"));
     }
 
     #[tokio::test]
@@ -289,6 +308,23 @@ mod tests {
             to_payload(page, "enrich", &blobs, &ImagePolicy::default(), false).await.unwrap();
         assert_eq!(payload.task.source, DocumentSource::Inline { bytes: Vec::new() });
         let error = to_page(payload, &blobs, &ImagePolicy::default(), true).await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::MalformedMessage);
+    }
+
+    #[tokio::test]
+    async fn document_bytes_must_hash_to_the_document_id() {
+        let (_dir, blobs) = store();
+        let bytes = b"%PDF-1.7 body".to_vec();
+        let doc_id = blobs::sha256_hex(&bytes);
+        let inline = DocumentSource::Inline { bytes: bytes.clone() };
+        assert_eq!(document_bytes(&doc_id, &inline, &blobs).await.unwrap(), bytes);
+        let error = document_bytes(&"0".repeat(64), &inline, &blobs).await.unwrap_err();
+        assert_eq!((error.kind, error.retry), (ErrorKind::MalformedMessage, Retry::Never));
+
+        let blob = blobs.put("docs/acme/x/original", Bytes::from(bytes.clone())).await.unwrap();
+        let stored = DocumentSource::Blob(blob);
+        assert_eq!(document_bytes(&doc_id, &stored, &blobs).await.unwrap(), bytes);
+        let error = document_bytes(&"0".repeat(64), &stored, &blobs).await.unwrap_err();
         assert_eq!(error.kind, ErrorKind::MalformedMessage);
     }
 
@@ -338,6 +374,6 @@ mod tests {
             blob: Some(blob),
         });
         let error = to_page(payload, &blobs, &policy, false).await.unwrap_err();
-        assert_eq!(error.retry, crate::error::Retry::Never);
+        assert_eq!(error.retry, Retry::Never);
     }
 }

@@ -2,6 +2,12 @@
 //! and retrying with backoff while a stream is full (`discard = new` refuses
 //! the message: "maximum bytes exceeded") or the server is unreachable.
 //!
+//! Every failure is classified: a publish that cannot succeed however often
+//! it is tried (no stream takes the subject, the message is over the
+//! server's `max_payload`, the stream refuses it) is [`PublishError::Refused`]
+//! at once; anything else is retried, for at most the publisher's
+//! [`Publisher::retry_for`] when one is set.
+//!
 //! Retrying is safe because every message carries a `Nats-Msg-Id`: a publish
 //! that reached the stream but whose ack was lost is recognised as a
 //! duplicate when it is sent again.
@@ -58,12 +64,20 @@ impl Outgoing {
 /// Why a message was not published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// Trying again cannot help.
     #[error("publish to `{subject}` refused: {reason}")]
     Refused { subject: String, reason: String },
     #[error(
         "publish to `{subject}` still failing after {attempts} attempts over {elapsed:?}: {reason}"
     )]
     GaveUp { subject: String, attempts: u32, elapsed: Duration, reason: String },
+}
+
+impl PublishError {
+    /// Whether trying again can never succeed.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, PublishError::Refused { .. })
+    }
 }
 
 /// What a failed attempt means.
@@ -170,12 +184,44 @@ impl Publisher {
             .payload(message.payload.clone())
             .headers(message.headers.clone())
             .message_id(&message.msg_id);
-        let ack = self.js.send_publish(message.subject.clone(), publish).await.map_err(classify)?;
-        let ack = ack.await.map_err(classify)?;
+        let sent = self.js.send_publish(message.subject.clone(), publish).await;
+        let ack = match sent {
+            Ok(ack) => ack.await,
+            Err(error) => Err(error),
+        };
+        let ack = match ack {
+            Ok(ack) => ack,
+            Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
+                return Err(self.no_responders(&message.subject, error).await);
+            }
+            Err(error) => return Err(classify(error)),
+        };
         if ack.duplicate {
             tracing::debug!(subject = %message.subject, msg_id = %message.msg_id, "duplicate publish ignored by the stream");
         }
         Ok(ack)
+    }
+}
+
+impl Publisher {
+    /// Nobody answered the publish: either no stream takes the subject (for
+    /// good), or the stream is between leaders or the server is restarting
+    /// (for now). Asks the server which.
+    async fn no_responders(
+        &self,
+        subject: &str,
+        error: async_nats::jetstream::context::PublishError,
+    ) -> (Failure, String) {
+        use async_nats::jetstream::context::GetStreamByNameErrorKind;
+        match self.js.stream_by_subject(subject).await {
+            Err(lookup) if lookup.kind() == GetStreamByNameErrorKind::NotFound => {
+                (Failure::Permanent, format!("no stream takes subject `{subject}`"))
+            }
+            Err(lookup) if lookup.kind() == GetStreamByNameErrorKind::InvalidSubject => {
+                (Failure::Permanent, format!("`{subject}` is not a valid subject"))
+            }
+            _ => (Failure::Unavailable, error.to_string()),
+        }
     }
 }
 

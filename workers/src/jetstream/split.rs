@@ -11,17 +11,21 @@
 use std::time::Duration;
 
 use async_nats::jetstream::Message;
-use schemas::subjects::{STREAM_WORK, validate_tenant};
+use schemas::subjects::{STREAM_WORK, event, validate_tenant};
 use schemas::{
     DeadLetter, DocumentResult, DocumentSource, DocumentState, DocumentStatus, DocumentSubmission,
-    ErrorKind, FailureRecord, PagePayload, PageResult, PageState,
+    ErrorKind, Event, EventBody, FailureRecord, PagePayload, PageResult, PageState,
 };
 use tracing::Instrument;
 
 use super::assemble::publish_result;
 use super::payload::{self, blob_error, blocking};
+use super::publish::Outgoing;
 use super::state::Change;
-use super::worker::{Delivery, page_message, publish_dead_letter, undecodable};
+use super::worker::{
+    Delivery, Refusal, own_blob, page_message, publish_dead_letter, refuse, same_tenant, sender,
+    settle_given_up,
+};
 use super::{Error, Runtime, document_msg_id};
 use crate::blobs::{self, sha256_hex};
 use crate::error::StepError;
@@ -33,13 +37,15 @@ type SplitFailure = (&'static str, StepError);
 /// One submitted document through `split`.
 pub(crate) async fn handle(runtime: &Runtime, message: Message) {
     let delivery = Delivery::new(runtime, topology::catalogue::ENTRY_STAGE, message);
-    let submission: DocumentSubmission = match schemas::decode(&delivery.message.payload) {
+    let received = receive_submission(&delivery.message.subject, &delivery.message.payload);
+    let submission = match received {
         Ok(submission) => submission,
-        Err(error) => return undecodable(runtime, &delivery, &error.to_string()).await,
+        Err(refusal) => return refuse_submission(runtime, &delivery, refusal).await,
     };
     let span = tracing::info_span!("document", stage = "split", doc_id = %submission.doc_id, tenant = %submission.tenant);
     async {
-        let outcome = delivery.keep_alive(split_document(runtime, &submission, delivery.replay)).await;
+        let outcome =
+            delivery.keep_alive(split_document(runtime, &submission, delivery.replay)).await;
         match outcome {
             Ok(()) => {
                 delivery.done().await;
@@ -49,11 +55,19 @@ pub(crate) async fn handle(runtime: &Runtime, message: Message) {
                 let kind = format!("{:?}", error.kind).to_lowercase();
                 if let Some(delay) = delivery.retry_delay(&error) {
                     tracing::warn!(%error, step, ?delay, "split failed, document will be retried");
-                    runtime.metrics.failed.with_label_values(&[&delivery.stage, &kind, "retry"]).inc();
+                    runtime
+                        .metrics
+                        .failed
+                        .with_label_values(&[&delivery.stage, &kind, "retry"])
+                        .inc();
                     return delivery.retry(delay).await;
                 }
                 tracing::warn!(%error, step, "split failed for good, document dead-lettered");
-                runtime.metrics.failed.with_label_values(&[&delivery.stage, &kind, "dead_letter"]).inc();
+                runtime
+                    .metrics
+                    .failed
+                    .with_label_values(&[&delivery.stage, &kind, "dead_letter"])
+                    .inc();
                 let record = failure_record(&submission, step, &error, delivery.attempt);
                 let given_up = give_up_document(
                     runtime,
@@ -64,18 +78,78 @@ pub(crate) async fn handle(runtime: &Runtime, message: Message) {
                     delivery.replay,
                 )
                 .await;
-                match given_up {
-                    Ok(()) => delivery.term().await,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot record the failed document; it will be redelivered");
-                        delivery.retry(Duration::from_secs(1)).await;
-                    }
-                }
+                settle_given_up(&delivery, given_up).await;
             }
         }
     }
     .instrument(span)
     .await
+}
+
+/// Decodes and checks a submission: its tenant must be the subject's, its
+/// document id the sha256 of its bytes, and a stored document must lie
+/// under the tenant's own prefix.
+pub(crate) fn receive_submission(
+    subject: &str,
+    message: &[u8],
+) -> Result<DocumentSubmission, Refusal> {
+    let tenant = sender(subject)?;
+    let submission: DocumentSubmission = schemas::decode(message).map_err(|error| {
+        Refusal::reject(ErrorKind::MalformedMessage, "", format!("cannot decode message: {error}"))
+    })?;
+    let doc_id = submission.doc_id.as_str();
+    same_tenant(tenant, &submission.tenant, doc_id)?;
+    if !valid_doc_id(doc_id) {
+        let reason = "document id may only hold letters, digits, '-' and '_' (at most 128)";
+        return Err(Refusal::reject(ErrorKind::MalformedMessage, "", reason));
+    }
+    let sha256 = match &submission.source {
+        DocumentSource::Inline { bytes } => sha256_hex(bytes),
+        DocumentSource::Blob(blob) => {
+            own_blob(tenant, Some(blob), doc_id)?;
+            blob.sha256.clone()
+        }
+    };
+    if sha256 != doc_id {
+        let reason = "the document id is not the sha256 of the document bytes";
+        return Err(Refusal::reject(ErrorKind::MalformedMessage, doc_id, reason));
+    }
+    Ok(submission)
+}
+
+/// A refused submission is dead-lettered like any refused message; a
+/// `document.failed` event tells a client awaiting it why no result comes.
+async fn refuse_submission(runtime: &Runtime, delivery: &Delivery, refusal: Refusal) {
+    if let (Refusal::Reject { kind, doc_id, reason }, Some(tenant)) = (&refusal, &delivery.tenant) {
+        let failure = FailureRecord {
+            doc_id: doc_id.clone(),
+            page_index: None,
+            stage: delivery.stage.clone(),
+            step: "receive".into(),
+            kind: *kind,
+            message: reason.clone(),
+            attempts: delivery.attempt,
+            at_ms: now_ms(),
+        };
+        let message = Event {
+            tenant: tenant.clone(),
+            doc_id: doc_id.clone(),
+            at_ms: now_ms(),
+            body: EventBody::DocumentFailed { failure },
+        };
+        let id = format!("rejected/{}/seq/{}", delivery.stage, delivery.sequence());
+        let published =
+            match Outgoing::encode(event(tenant, message.body.name()), id, doc_id, &message) {
+                Ok(outgoing) => {
+                    runtime.publisher.publish(&outgoing).await.map(drop).map_err(Error::from)
+                }
+                Err(error) => Err(error.into()),
+            };
+        if let Err(error) = published {
+            tracing::warn!(%error, "cannot publish the event of a rejected submission");
+        }
+    }
+    refuse(runtime, delivery, refusal).await;
 }
 
 fn failure_record(
@@ -109,20 +183,11 @@ async fn split_document(
     submission: &DocumentSubmission,
     replay: Option<u64>,
 ) -> Result<(), SplitFailure> {
+    // Tenant and document id were checked as the submission was received.
     let (tenant, doc_id) = (submission.tenant.as_str(), submission.doc_id.as_str());
-    if let Err(error) = validate_tenant(tenant) {
-        return Err((
-            "validate",
-            StepError::reject(ErrorKind::MalformedMessage, error.to_string()),
-        ));
-    }
     if !runtime.accepts_tenant(tenant) {
         let message = format!("tenant `{tenant}` is not declared in the topology");
         return Err(("validate", StepError::reject(ErrorKind::UnknownTenant, message)));
-    }
-    if !valid_doc_id(doc_id) {
-        let message = "document id may only hold letters, digits, '-' and '_' (at most 128)";
-        return Err(("validate", StepError::reject(ErrorKind::MalformedMessage, message)));
     }
     let state_error = |error: super::state::StateError| {
         (
@@ -173,9 +238,9 @@ async fn split_document(
             let message = format!("document is {} bytes, the limit is {limit}", blob.size);
             return Err(("validate", StepError::reject(ErrorKind::TooLarge, message)));
         }
-        source => {
-            payload::document_bytes(source, &runtime.blobs).await.map_err(|e| ("fetch", e))?
-        }
+        source => payload::document_bytes(doc_id, source, &runtime.blobs)
+            .await
+            .map_err(|e| ("fetch", e))?,
     };
     let page_source = match &submission.source {
         DocumentSource::Blob(blob) => DocumentSource::Blob(blob.clone()),
@@ -265,22 +330,31 @@ async fn split_document(
             timings: timings.take().unwrap_or_default(),
             ..PageResult::default()
         };
-        let payload =
-            PagePayload { task, image: None, text_layer: Vec::new(), result, sent_at_ms: now_ms() };
+        let payload = PagePayload {
+            task,
+            image: None,
+            text_layer: Vec::new(),
+            result,
+            sent_at_ms: now_ms(),
+            spilled: None,
+        };
         let message = page_message(runtime, &payload, &first, replay)
+            .await
             .map_err(|e| ("fan_out", StepError::internal(e.to_string())))?;
         messages.push(message);
     }
     runtime.publisher.publish_all(&messages, runtime.settings.publish_window).await.map_err(
         |e| {
-            (
-                "fan_out",
+            let error = if e.is_permanent() {
+                StepError::reject(ErrorKind::Internal, e.to_string())
+            } else {
                 StepError::retry_after(
                     ErrorKind::Unavailable,
                     Duration::from_secs(1),
                     e.to_string(),
-                ),
-            )
+                )
+            };
+            ("fan_out", error)
         },
     )?;
     tracing::info!(pages = page_count, "document split");
@@ -350,6 +424,7 @@ async fn finish_failed(
         class: None,
         submitted_at_ms: state.submitted_at_ms,
         completed_at_ms: now_ms(),
+        full_result: None,
     };
     runtime
         .documents
@@ -373,6 +448,7 @@ pub(crate) async fn give_up_document(
         failure: record.clone(),
         subject: subject.to_string(),
         payload: original.to_vec(),
+        payload_blob: None,
     };
     let id = document_msg_id(
         &submission.tenant,
@@ -381,7 +457,7 @@ pub(crate) async fn give_up_document(
         "split",
         replay,
     );
-    publish_dead_letter(runtime, topology::catalogue::ENTRY_STAGE, &id, &letter).await?;
+    publish_dead_letter(runtime, topology::catalogue::ENTRY_STAGE, &id, letter).await?;
     if validate_tenant(&submission.tenant).is_ok() && valid_doc_id(&submission.doc_id) {
         finish_failed(runtime, submission, None, None, record, replay).await?;
     }

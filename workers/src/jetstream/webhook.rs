@@ -30,8 +30,10 @@ use tokio::sync::Semaphore;
 use topology::WebhookSettings;
 
 use super::Error;
+use super::claim_check::read_result;
 use super::publish::{Outgoing, Publisher};
 use super::worker::Shutdown;
+use crate::blobs::BlobStore;
 use crate::metrics::Metrics;
 use crate::pipeline::now_ms;
 
@@ -136,16 +138,20 @@ pub struct Sink {
     settings: WebhookSettings,
     publisher: Publisher,
     metrics: Arc<Metrics>,
+    /// Where claim-checked results are read from.
+    blobs: BlobStore,
 }
 
 impl Sink {
     /// A sink posting to `targets` with the timeouts and retries of
-    /// `settings`; dead letters and acks go through `publisher`.
+    /// `settings`; dead letters and acks go through `publisher`;
+    /// claim-checked results are read from `blobs`.
     pub fn new(
         targets: HashMap<String, Target>,
         settings: WebhookSettings,
         publisher: Publisher,
         metrics: Arc<Metrics>,
+        blobs: BlobStore,
     ) -> Result<Self, ConfigError> {
         // reqwest is built without a crypto provider: use ring, which the
         // NATS client links already. An error means one is installed.
@@ -156,7 +162,7 @@ impl Sink {
             .user_agent(concat!("pagestream/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConfigError::Client(e.to_string()))?;
-        Ok(Sink { http, targets, settings, publisher, metrics })
+        Ok(Sink { http, targets, settings, publisher, metrics, blobs })
     }
 
     /// The sink's durable consumer (created by `pagestream streams apply`).
@@ -224,17 +230,27 @@ impl Sink {
     async fn handle(&self, message: Message) {
         let subject = message.subject.to_string();
         // pagestream.<tenant>.results.<doc_id>
-        let tenant = subject.split('.').nth(1).unwrap_or_default().to_string();
+        let tenant = schemas::subjects::tenant_of(&subject).unwrap_or_default().to_string();
         let Some(target) = self.targets.get(&tenant) else {
             ack(&message, AckKind::Ack).await;
             return;
         };
         let (sequence, attempt) =
             message.info().map_or((0, 1), |info| (info.stream_sequence, info.delivered.max(1)));
-        let result = match schemas::decode::<DocumentResult>(&message.payload) {
+        // A claim-checked result is posted whole.
+        let result = match read_result(&self.blobs, &tenant, &message.payload).await {
             Ok(result) => result,
+            Err(error)
+                if error.is_temporary()
+                    && attempt < i64::from(self.settings.consumer.max_deliver) =>
+            {
+                let delay = backoff(&self.settings.consumer.backoff, attempt);
+                tracing::warn!(%error, tenant, attempt, ?delay, "cannot read a result for now, retrying");
+                ack(&message, AckKind::Nak(Some(delay))).await;
+                return;
+            }
             Err(error) => {
-                let reason = format!("undecodable result: {error}");
+                let reason = format!("unreadable result: {error}");
                 self.give_up(&message, &tenant, "", attempt, reason).await;
                 return;
             }
@@ -333,9 +349,13 @@ impl Sink {
             },
             subject: message.subject.to_string(),
             payload: message.payload.to_vec(),
+            payload_blob: None,
         };
-        let dead_tenant =
-            if schemas::subjects::validate_tenant(tenant).is_ok() { tenant } else { "unknown" };
+        let dead_tenant = if schemas::subjects::validate_tenant(tenant).is_ok() {
+            tenant
+        } else {
+            schemas::subjects::UNROUTED_TENANT
+        };
         let published = Outgoing::encode(
             dead_letter(dead_tenant, STAGE),
             format!("dead/webhook/{sequence}"),

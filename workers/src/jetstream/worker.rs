@@ -9,15 +9,17 @@
 //! Shutdown stops pulling at once, lets in-flight pages finish within
 //! [`super::Settings::shutdown_timeout`] and naks the rest.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::Message;
 use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt;
-use schemas::subjects::{HEADER_REPLAY, dead_letter};
+use schemas::subjects::{HEADER_REPLAY, UNROUTED_TENANT, dead_letter, tenant_of};
 use schemas::{
     DeadLetter, DocumentSource, ErrorKind, FailureRecord, PagePayload, PageResult, PageTask,
 };
@@ -27,9 +29,10 @@ use topology::ConsumerSettings;
 use topology::catalogue::{ENTRY_STAGE, EXIT_STAGE};
 use tracing::Instrument;
 
-use super::payload;
 use super::publish::Outgoing;
-use super::{Error, Runtime, page_msg_id};
+use super::split::valid_doc_id;
+use super::{Error, Runtime, claim_check, page_msg_id, payload};
+use crate::blobs::{key_within, tenant_prefix};
 use crate::error::{Retry, StepError};
 use crate::metrics::Readiness;
 use crate::page::Page;
@@ -117,34 +120,89 @@ pub async fn run(
     shutdown: Shutdown,
     ready: Readiness,
 ) -> Result<(), Error> {
-    let mut consumers = Vec::new();
+    let mut served = Vec::new();
     for role in &roles {
-        consumers.push((role.clone(), bind(&runtime, role.name()).await?));
+        let consumer = bind(&runtime, role.name()).await?;
+        let concurrency = concurrency(&runtime, role.name());
+        served.push(Served { role: role.clone(), consumer, busy: Arc::default(), concurrency });
     }
     let mut background = JoinSet::new();
     background.spawn(super::advisory::listen(Arc::clone(&runtime), roles.clone()));
-    background.spawn(poll_lag(
-        Arc::clone(&runtime),
-        consumers.iter().map(|(r, c)| (r.name().to_string(), c.clone())).collect(),
-        ready.clone(),
-    ));
+    background.spawn(watch_health(Arc::clone(&runtime), served.clone(), ready.clone()));
     ready.set(true);
     tracing::info!(stages = ?roles.iter().map(Role::name).collect::<Vec<_>>(), "worker serving");
 
     let mut loops = JoinSet::new();
-    for (role, consumer) in consumers {
-        loops.spawn(serve(Arc::clone(&runtime), role, consumer, shutdown.clone()));
+    for stage in served {
+        loops.spawn(serve(Arc::clone(&runtime), stage, shutdown.clone()));
     }
     while loops.join_next().await.is_some() {}
     ready.set(false);
     background.abort_all();
     // Publishes are awaited before acks, so nothing is left to flush but
-    // the acks themselves.
-    if let Err(error) = runtime.js.client().flush().await {
-        tracing::warn!(%error, "cannot flush the connection");
+    // the acks themselves; with no server there is nobody to flush to.
+    match tokio::time::timeout(Duration::from_secs(2), runtime.js.client().flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "cannot flush the connection"),
+        Err(_) => tracing::warn!("connection not flushed: no server answered"),
     }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// A stage this process serves.
+#[derive(Clone)]
+struct Served {
+    role: Role,
+    consumer: PullConsumer,
+    busy: Arc<Busy>,
+    /// Pages worked on at once.
+    concurrency: usize,
+}
+
+/// Pages worked on at once in stage `name` by this process.
+fn concurrency(runtime: &Runtime, name: &str) -> usize {
+    let plan = runtime.route.stage(name);
+    runtime.settings.concurrency.or(plan.map(|p| p.concurrency)).unwrap_or(1).max(1)
+}
+
+/// When each message in flight in a stage was taken, to tell a stage whose
+/// permits are all stuck.
+#[derive(Debug, Default)]
+struct Busy {
+    started: Mutex<HashMap<u64, Instant>>,
+    next: AtomicU64,
+}
+
+/// Removes its message from [`Busy`] when dropped.
+struct BusyGuard {
+    busy: Arc<Busy>,
+    id: u64,
+}
+
+impl Busy {
+    fn enter(self: &Arc<Self>) -> BusyGuard {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut started) = self.started.lock() {
+            started.insert(id, Instant::now());
+        }
+        BusyGuard { busy: Arc::clone(self), id }
+    }
+
+    /// Whether all `permits` are held by messages taken longer than `limit` ago.
+    fn stuck(&self, permits: usize, limit: Duration) -> bool {
+        self.started.lock().is_ok_and(|started| {
+            started.len() >= permits && started.values().all(|at| at.elapsed() > limit)
+        })
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Ok(mut started) = self.busy.started.lock() {
+            started.remove(&self.id);
+        }
+    }
 }
 
 /// The durable consumer of stage `name`.
@@ -171,10 +229,9 @@ pub async fn bind(runtime: &Runtime, name: &str) -> Result<PullConsumer, Error> 
 /// as the permits it holds; while one request is open, permits freed by
 /// finished pages go into the next request, so the stage stays busy without
 /// ever holding more messages than it can work on.
-async fn serve(runtime: Arc<Runtime>, role: Role, consumer: PullConsumer, mut shutdown: Shutdown) {
+async fn serve(runtime: Arc<Runtime>, served: Served, mut shutdown: Shutdown) {
+    let Served { role, consumer, busy, concurrency } = served;
     let plan = runtime.route.stage(role.name()).cloned();
-    let concurrency =
-        runtime.settings.concurrency.or(plan.as_ref().map(|p| p.concurrency)).unwrap_or(1).max(1);
     let batch_max =
         plan.as_ref().map_or(1, |p| p.consumer.fetch_batch as usize).clamp(1, concurrency);
     let permits = Arc::new(Semaphore::new(concurrency));
@@ -198,18 +255,20 @@ async fn serve(runtime: Arc<Runtime>, role: Role, consumer: PullConsumer, mut sh
                 Err(_) => break,
             }
         }
-        let batch = consumer
-            .batch()
-            .max_messages(held.len())
-            .expires(runtime.settings.fetch_expires)
-            .messages()
-            .await;
+        let request =
+            consumer.batch().max_messages(held.len()).expires(runtime.settings.fetch_expires);
+        let batch = tokio::select! {
+            biased;
+            _ = shutdown.wait() => break 'pull,
+            batch = request.messages() => batch,
+        };
         match batch {
             Ok(batch) => {
                 failures = 0;
                 let context = BatchContext {
                     runtime: Arc::clone(&runtime),
                     role: role.clone(),
+                    busy: Arc::clone(&busy),
                     shutdown: shutdown.clone(),
                     abort: abort.clone(),
                 };
@@ -236,8 +295,12 @@ async fn serve(runtime: Arc<Runtime>, role: Role, consumer: PullConsumer, mut sh
         tracing::info!(stage, in_flight, "draining");
     }
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-    let drained =
-        tokio::time::timeout(runtime.settings.shutdown_timeout, permits.acquire_many(all));
+    // With no server, in-flight pages can neither be published nor acked:
+    // waiting for them would only delay the exit, and they are redelivered.
+    let connected =
+        runtime.js.client().connection_state() == async_nats::connection::State::Connected;
+    let limit = if connected { runtime.settings.shutdown_timeout } else { Duration::ZERO };
+    let drained = tokio::time::timeout(limit, permits.acquire_many(all));
     if drained.await.is_err() {
         let left = concurrency - permits.available_permits();
         tracing::warn!(stage, left, "shutdown limit reached, handing pages back");
@@ -250,6 +313,7 @@ async fn serve(runtime: Arc<Runtime>, role: Role, consumer: PullConsumer, mut sh
 struct BatchContext {
     runtime: Arc<Runtime>,
     role: Role,
+    busy: Arc<Busy>,
     shutdown: Shutdown,
     abort: Shutdown,
 }
@@ -263,7 +327,14 @@ async fn read_batch(
 ) {
     let started = Instant::now();
     let mut received = 0;
-    while let Some(next) = batch.next().await {
+    let mut shutdown = context.shutdown.clone();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.wait() => break,
+            next = batch.next() => next,
+        };
+        let Some(next) = next else { break };
         let message = match next {
             Ok(message) => message,
             Err(error) => {
@@ -283,8 +354,10 @@ async fn read_batch(
         };
         let (runtime, role, mut abort) =
             (Arc::clone(&context.runtime), context.role.clone(), context.abort.clone());
+        let busy = context.busy.enter();
         tokio::spawn(async move {
             let _permit = permit;
+            let _busy = busy;
             tokio::select! {
                 _ = handle(&runtime, &role, message.clone()) => {}
                 _ = abort.wait() => {
@@ -309,11 +382,14 @@ async fn handle(runtime: &Runtime, role: &Role, message: Message) {
     }
 }
 
-/// One delivery of a message to a stage: its attempt number, replay mark
-/// and the consumer's settings, and the acks.
+/// One delivery of a message to a stage: the tenant it was sent as, its
+/// attempt number, replay mark and the consumer's settings, and the acks.
 pub(crate) struct Delivery {
     pub message: Message,
     pub stage: String,
+    /// The tenant of the subject the message arrived on; none when that
+    /// token is not a valid tenant name. The subject decides, not the body.
+    pub tenant: Option<String>,
     /// 1 for the first delivery.
     pub attempt: u32,
     /// Dead-letter sequence the message was replayed from.
@@ -333,7 +409,13 @@ impl Delivery {
         if attempt > 1 {
             runtime.metrics.redelivered.with_label_values(&[stage]).inc();
         }
-        Delivery { message, stage: stage.to_string(), attempt, replay, consumer }
+        let tenant = tenant_of(&message.subject).map(String::from);
+        Delivery { message, stage: stage.to_string(), tenant, attempt, replay, consumer }
+    }
+
+    /// The stream sequence of the message (0 when unknown).
+    pub fn sequence(&self) -> u64 {
+        self.message.info().map_or(0, |info| info.stream_sequence)
     }
 
     /// Runs `work`, telling the server every third of `ack_wait` that the
@@ -391,13 +473,175 @@ impl Delivery {
     }
 }
 
+/// Why a received message is not worked on.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The message itself is bad: undecodable, inconsistent, or reaching
+    /// outside its tenant. It is dead-lettered as it is, never retried.
+    Reject { kind: ErrorKind, doc_id: String, reason: String },
+    /// Something it needs is out of reach for now (the object store).
+    Retry(StepError),
+}
+
+impl Refusal {
+    pub(crate) fn reject(kind: ErrorKind, doc_id: &str, reason: impl Into<String>) -> Self {
+        let doc_id = if valid_doc_id(doc_id) { doc_id.to_string() } else { String::new() };
+        Refusal::Reject { kind, doc_id, reason: reason.into() }
+    }
+}
+
+/// The tenant a message arrived as, or the refusal of a message whose
+/// subject names no valid tenant.
+pub(crate) fn sender(subject: &str) -> Result<&str, Refusal> {
+    tenant_of(subject).ok_or_else(|| {
+        Refusal::reject(
+            ErrorKind::MalformedMessage,
+            "",
+            format!("subject `{subject}` names no valid tenant"),
+        )
+    })
+}
+
+/// Refuses a body that names another tenant than the subject it came on.
+pub(crate) fn same_tenant(sender: &str, named: &str, doc_id: &str) -> Result<(), Refusal> {
+    if named == sender {
+        return Ok(());
+    }
+    Err(Refusal::reject(
+        ErrorKind::Forbidden,
+        doc_id,
+        format!("the message names tenant {named:?} but was sent as `{sender}`"),
+    ))
+}
+
+/// Refuses a reference to an object outside the sender's own prefix.
+pub(crate) fn own_blob(
+    sender: &str,
+    blob: Option<&schemas::BlobRef>,
+    doc_id: &str,
+) -> Result<(), Refusal> {
+    match blob {
+        Some(blob) if !key_within(&blob.key, &tenant_prefix(sender)) => Err(Refusal::reject(
+            ErrorKind::Forbidden,
+            doc_id,
+            format!("object `{}` lies outside the objects of tenant `{sender}`", blob.key),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes and checks the page a stage received: the body's tenant must be
+/// the subject's, its objects must lie under that tenant's prefix, and a
+/// claim-checked payload is fetched whole.
+pub(crate) async fn receive_page(
+    runtime: &Runtime,
+    subject: &str,
+    message: &[u8],
+) -> Result<PagePayload, Refusal> {
+    let tenant = sender(subject)?;
+    let stub: PagePayload = schemas::decode(message).map_err(|error| {
+        Refusal::reject(ErrorKind::MalformedMessage, "", format!("cannot decode message: {error}"))
+    })?;
+    let doc_id = stub.task.doc_id.clone();
+    same_tenant(tenant, &stub.task.tenant, &doc_id)?;
+    if !valid_doc_id(&doc_id) {
+        return Err(Refusal::reject(ErrorKind::MalformedMessage, "", "invalid document id"));
+    }
+    own_blob(tenant, stub.spilled.as_ref(), &doc_id)?;
+    let payload = claim_check::unspill_page(&runtime.blobs, stub).await.map_err(|error| {
+        if error.is_temporary() {
+            Refusal::Retry(payload::blob_error_retry(error.to_string()))
+        } else {
+            Refusal::reject(ErrorKind::MalformedMessage, &doc_id, error.to_string())
+        }
+    })?;
+    let document_blob = match &payload.task.source {
+        DocumentSource::Blob(blob) => Some(blob),
+        DocumentSource::Inline { .. } => None,
+    };
+    own_blob(tenant, document_blob, &doc_id)?;
+    own_blob(tenant, payload.image.as_ref().and_then(|i| i.blob.as_ref()), &doc_id)?;
+    Ok(payload)
+}
+
+/// Deals with a refused message: retried later while deliveries remain,
+/// else dead-lettered (under the tenant it was sent as) and terminated.
+pub(crate) async fn refuse(runtime: &Runtime, delivery: &Delivery, refusal: Refusal) {
+    let (kind, doc_id, reason) = match refusal {
+        Refusal::Retry(error) => match delivery.retry_delay(&error) {
+            Some(delay) => {
+                tracing::warn!(%error, ?delay, "message cannot be read for now, will retry");
+                return delivery.retry(delay).await;
+            }
+            None => (error.kind, String::new(), error.message),
+        },
+        Refusal::Reject { kind, doc_id, reason } => (kind, doc_id, reason),
+    };
+    reject(runtime, delivery, kind, &doc_id, &reason).await;
+}
+
+/// Dead-letters a message as it is, with why, then terminates it. The dead
+/// letter goes to the tenant the message was sent as (or the unrouted
+/// tenant), under an id naming the message's stream sequence, so each bad
+/// message is recorded once however often it is delivered.
+pub(crate) async fn reject(
+    runtime: &Runtime,
+    delivery: &Delivery,
+    kind: ErrorKind,
+    doc_id: &str,
+    reason: &str,
+) {
+    let subject = delivery.message.subject.to_string();
+    tracing::warn!(%reason, subject, stage = delivery.stage, ?kind, "message rejected, dead-lettered");
+    let kind_label = format!("{kind:?}").to_lowercase();
+    runtime.metrics.failed.with_label_values(&[&delivery.stage, &kind_label, "rejected"]).inc();
+    let letter = DeadLetter {
+        tenant: delivery.tenant.clone().unwrap_or_else(|| UNROUTED_TENANT.to_string()),
+        failure: FailureRecord {
+            doc_id: doc_id.to_string(),
+            page_index: None,
+            stage: delivery.stage.clone(),
+            step: "receive".into(),
+            kind,
+            message: reason.to_string(),
+            attempts: delivery.attempt,
+            at_ms: now_ms(),
+        },
+        subject,
+        payload: delivery.message.payload.to_vec(),
+        payload_blob: None,
+    };
+    let id = format!("{}/seq/{}", delivery.stage, delivery.sequence());
+    let recorded = publish_dead_letter(runtime, &delivery.stage, &id, letter).await;
+    settle_given_up(delivery, recorded).await;
+}
+
+/// Terminates a message given up on once its dead letter (and whatever
+/// else records it) is published; retries it later when that failed for
+/// now. When recording can never succeed the message is terminated all the
+/// same, loudly: retrying it would only hold a permit forever.
+pub(crate) async fn settle_given_up(delivery: &Delivery, recorded: Result<(), Error>) {
+    match recorded {
+        Ok(()) => delivery.term().await,
+        Err(error) if error.is_permanent() => {
+            tracing::error!(%error, stage = delivery.stage, "cannot record a given-up message anywhere; it is dropped");
+            delivery.term().await;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot record the given-up message for now; it will be redelivered");
+            delivery.retry(Duration::from_secs(1)).await;
+        }
+    }
+}
+
 /// One page through one page stage.
 async fn handle_page(runtime: &Runtime, stage_name: &str, message: Message) {
     let delivery = Delivery::new(runtime, stage_name, message);
-    let payload: PagePayload = match schemas::decode(&delivery.message.payload) {
-        Ok(payload) => payload,
-        Err(error) => return undecodable(runtime, &delivery, &error.to_string()).await,
-    };
+    let payload =
+        match receive_page(runtime, &delivery.message.subject, &delivery.message.payload).await {
+            Ok(payload) => payload,
+            Err(refusal) => return refuse(runtime, &delivery, refusal).await,
+        };
     let span = tracing::info_span!(
         "page",
         stage = stage_name,
@@ -512,30 +756,42 @@ async fn process_page(
         payload::to_payload(page, &next, &runtime.blobs, &runtime.settings.images, keep_document)
             .await
             .map_err(|error| failed(result_so_far.clone(), "send", error))?;
-    let outgoing = page_message(runtime, &payload, &next, delivery.replay).map_err(|error| {
-        failed(result_so_far.clone(), "send", StepError::internal(error.to_string()))
-    })?;
-    runtime.publisher.publish(&outgoing).await.map_err(|error| {
+    let sent = match page_message(runtime, &payload, &next, delivery.replay).await {
+        Ok(outgoing) => runtime.publisher.publish(&outgoing).await.map(drop).map_err(Error::from),
+        Err(error) => Err(error),
+    };
+    sent.map_err(|error| {
         tracing::warn!(%error, doc_id = %task.doc_id, "cannot publish page");
-        failed(result_so_far, "send", StepError::reject(ErrorKind::Internal, error.to_string()))
-    })?;
-    Ok(())
+        failed(result_so_far, "send", send_error(&error))
+    })
 }
 
-/// The message carrying `payload` into stage `to`.
-pub(crate) fn page_message(
+/// What a failed hand-on means for the page: retried later unless it can
+/// never succeed.
+fn send_error(error: &Error) -> StepError {
+    if error.is_permanent() {
+        StepError::reject(ErrorKind::Internal, error.to_string())
+    } else {
+        StepError::retry_after(ErrorKind::Unavailable, Duration::from_secs(1), error.to_string())
+    }
+}
+
+/// The message carrying `payload` into stage `to`; by claim check when the
+/// payload is larger than a message may be.
+pub(crate) async fn page_message(
     runtime: &Runtime,
     payload: &PagePayload,
     to: &str,
     replay: Option<u64>,
-) -> Result<Outgoing, schemas::CodecError> {
+) -> Result<Outgoing, Error> {
     let task = &payload.task;
-    let outgoing = Outgoing::encode(
-        runtime.route.subject(&task.tenant, to),
-        page_msg_id(task, to, replay),
-        &task.doc_id,
-        payload,
-    )?;
+    let (subject, id) = (runtime.route.subject(&task.tenant, to), page_msg_id(task, to, replay));
+    let mut outgoing = Outgoing::encode(subject.clone(), id.clone(), &task.doc_id, payload)?;
+    if outgoing.payload.len() > runtime.message_limit {
+        let stub =
+            claim_check::spill_page(&runtime.blobs, payload, outgoing.payload.clone(), to).await?;
+        outgoing = Outgoing::encode(subject, id, &task.doc_id, &stub)?;
+    }
     Ok(match replay {
         Some(replay) => outgoing.with_header(HEADER_REPLAY, &replay.to_string()),
         None => outgoing,
@@ -602,13 +858,7 @@ async fn give_up_page(
         dead_letter,
     )
     .await;
-    match sent {
-        Ok(()) => delivery.term().await,
-        Err(error) => {
-            tracing::warn!(%error, "cannot hand the failed page on; it will be redelivered");
-            delivery.retry(Duration::from_secs(1)).await;
-        }
-    }
+    settle_given_up(delivery, sent).await;
 }
 
 /// Publishes the dead letter (when `dead_letter`) and the failed page to
@@ -631,8 +881,9 @@ pub(crate) async fn forward_failed(
             failure: record.clone(),
             subject: subject.to_string(),
             payload: original.to_vec(),
+            payload_blob: None,
         };
-        publish_dead_letter(runtime, stage, &page_msg_id(&task, stage, replay), &letter).await?;
+        publish_dead_letter(runtime, stage, &page_msg_id(&task, stage, replay), letter).await?;
     }
     let exit = runtime.route.exit().name.clone();
     if stage == exit {
@@ -642,84 +893,88 @@ pub(crate) async fn forward_failed(
         task.source = DocumentSource::Inline { bytes: Vec::new() };
     }
     result.failure = Some(record);
-    let payload =
-        PagePayload { task, image: None, text_layer: Vec::new(), result, sent_at_ms: now_ms() };
-    let outgoing = page_message(runtime, &payload, &exit, replay)?;
+    let payload = PagePayload {
+        task,
+        image: None,
+        text_layer: Vec::new(),
+        result,
+        sent_at_ms: now_ms(),
+        spilled: None,
+    };
+    let outgoing = page_message(runtime, &payload, &exit, replay).await?;
     runtime.publisher.publish(&outgoing).await?;
     Ok(())
 }
 
-/// Publishes a dead letter for a message of `stage` whose own id is `id`.
+/// Publishes a dead letter for a message of `stage` whose own id is `id`,
+/// keeping the original message in the object store when both would not
+/// fit in one message. A letter its tenant's subject refuses for good goes
+/// to the unrouted tenant's.
 pub(crate) async fn publish_dead_letter(
     runtime: &Runtime,
     stage: &str,
     id: &str,
-    letter: &DeadLetter,
+    mut letter: DeadLetter,
 ) -> Result<(), Error> {
+    if schemas::encode(&letter)?.len() > runtime.message_limit {
+        letter = claim_check::spill_dead_letter(&runtime.blobs, letter).await?;
+    }
+    let doc_id = letter.failure.doc_id.clone();
     let outgoing = Outgoing::encode(
         dead_letter(&letter.tenant, stage),
         format!("dead/{id}"),
-        &letter.failure.doc_id,
-        letter,
+        &doc_id,
+        &letter,
     )?;
-    runtime.publisher.publish(&outgoing).await?;
+    let published = match runtime.publisher.publish(&outgoing).await {
+        Err(error) if error.is_permanent() && letter.tenant != UNROUTED_TENANT => {
+            tracing::error!(%error, "dead letter refused, recorded under the unrouted tenant");
+            let outgoing = Outgoing { subject: dead_letter(UNROUTED_TENANT, stage), ..outgoing };
+            runtime.publisher.publish(&outgoing).await
+        }
+        published => published,
+    };
+    published?;
     runtime.metrics.dead_lettered.with_label_values(&[stage]).inc();
     Ok(())
 }
 
-/// A message that cannot even be decoded: dead-lettered as is, then termed.
-pub(crate) async fn undecodable(runtime: &Runtime, delivery: &Delivery, reason: &str) {
-    let subject = delivery.message.subject.to_string();
-    // pagestream.<tenant>.…: the tenant is the second token.
-    let tenant =
-        subject.split('.').nth(1).filter(|t| schemas::subjects::validate_tenant(t).is_ok());
-    let tenant = tenant.unwrap_or("unknown").to_string();
-    tracing::warn!(%reason, subject, stage = delivery.stage, "undecodable message dead-lettered");
-    let sequence = delivery.message.info().map_or(0, |info| info.stream_sequence);
-    let letter = DeadLetter {
-        tenant,
-        failure: FailureRecord {
-            doc_id: String::new(),
-            page_index: None,
-            stage: delivery.stage.clone(),
-            step: "receive".into(),
-            kind: ErrorKind::MalformedMessage,
-            message: format!("cannot decode message: {reason}"),
-            attempts: delivery.attempt,
-            at_ms: now_ms(),
-        },
-        subject,
-        payload: delivery.message.payload.to_vec(),
-    };
-    let id = format!("{}/seq/{sequence}", delivery.stage);
-    match publish_dead_letter(runtime, &delivery.stage, &id, &letter).await {
-        Ok(()) => delivery.term().await,
-        Err(error) => {
-            tracing::warn!(%error, "cannot dead-letter the message; it will be redelivered");
-            delivery.retry(Duration::from_secs(1)).await;
-        }
-    }
-}
-
-/// Polls the lag of the consumers every few seconds for the metrics, and
-/// readiness from the connection state.
-async fn poll_lag(runtime: Arc<Runtime>, consumers: Vec<(String, PullConsumer)>, ready: Readiness) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+/// Every few seconds: the consumers' lag for the metrics, and readiness:
+/// ready while connected and no stage has all its permits held by messages
+/// taken longer than the stage's time limit ago (a stage that can take no
+/// more work).
+async fn watch_health(runtime: Arc<Runtime>, served: Vec<Served>, ready: Readiness) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(2));
+    let mut was_stuck: Vec<&str> = Vec::new();
     loop {
         ticks.tick().await;
         let connected =
             runtime.js.client().connection_state() == async_nats::connection::State::Connected;
-        ready.set(connected);
-        for (stage, consumer) in &consumers {
-            if let Ok(info) = consumer.get_info().await {
+        let stuck: Vec<&str> = served
+            .iter()
+            .filter(|s| s.busy.stuck(s.concurrency, runtime.stage_time_limit(s.role.name())))
+            .map(|s| s.role.name())
+            .collect();
+        if stuck != was_stuck {
+            if stuck.is_empty() {
+                tracing::info!("every stage takes work again");
+            } else {
+                tracing::error!(stages = ?stuck, "every permit of these stages is held past the stage's time limit: not ready");
+            }
+            was_stuck = stuck.clone();
+        }
+        ready.set(connected && stuck.is_empty());
+        for stage in &served {
+            if let Ok(info) = stage.consumer.get_info().await {
                 let metrics = &runtime.metrics;
+                let name = [stage.role.name()];
                 let pending = i64::try_from(info.num_pending).unwrap_or(i64::MAX);
                 let ack_pending = i64::try_from(info.num_ack_pending).unwrap_or(i64::MAX);
-                metrics.consumer_pending.with_label_values(&[stage]).set(pending);
-                metrics.consumer_ack_pending.with_label_values(&[stage]).set(ack_pending);
+                metrics.consumer_pending.with_label_values(&name).set(pending);
+                metrics.consumer_ack_pending.with_label_values(&name).set(ack_pending);
                 metrics
                     .consumer_lag
-                    .with_label_values(&[stage])
+                    .with_label_values(&name)
                     .set(pending.saturating_add(ack_pending));
             }
         }
