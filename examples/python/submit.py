@@ -13,7 +13,10 @@ shares no code with the Rust workers. What it does, step by step:
     with the headers WIRE.md lists, and waits for the stream's PubAck;
  4. waits for the ``document_result`` of this submission (``--timeout``),
     checks the envelope's ``v`` and ``kind``, and prints the result as JSON
-    (or, with ``--summary``, one line per page).
+    (or, with ``--summary``, one line per page). A result too large for a
+    message arrives as a claim check (``full_result``: a reference into the
+    object store); the whole result is read from there, checked against its
+    size and sha256 (``file://`` stores, or ``--store`` for a local copy).
 
 The same bytes submitted again within the DOCS stream's duplicate window
 (2 minutes by default) are dropped by the stream as a duplicate (the PubAck
@@ -32,7 +35,8 @@ Exit codes: 0 the document is complete, 1 the document failed or some of
 its pages did (status ``failed`` or ``partial``; the result is printed all
 the same), 2 usage (bad arguments, unreadable or too large file), 3 no
 result within ``--timeout`` (the document id is printed), 4 NATS errors
-(cannot connect, publish refused, a result that does not decode).
+(cannot connect, publish refused, a result that does not decode or whose
+claim check cannot be read).
 """
 
 from __future__ import annotations
@@ -107,6 +111,49 @@ def decode_result(payload: bytes) -> dict:
     return envelope["body"]
 
 
+def full_result(result: dict, store: str | None) -> dict:
+    """The complete result a result message stands for (WIRE.md, "Claim checks").
+
+    A result too large for a message carries ``full_result``, a BlobRef to the
+    complete ``document_result`` envelope in the object store; its key lies
+    under ``results/<tenant>/<doc_id>/``. ``store`` replaces the reference's
+    own store URL (a local copy or mount of the same store).
+    """
+    blob = result.get("full_result")
+    if not blob:
+        return result
+    tenant, doc_id = result.get("tenant"), result.get("doc_id")
+    key = blob.get("key") or ""
+    prefix = f"results/{tenant}/{doc_id}/"
+    rest = key[len(prefix) :].split("/") if key.startswith(prefix) else [""]
+    if any(part in ("", ".", "..") for part in rest):
+        raise Failure(EXIT_NATS, f"the result's claim check {key!r} lies outside {prefix}")
+    url = store or blob.get("store") or ""
+    if not url.startswith("file://"):
+        raise Failure(
+            EXIT_NATS,
+            f"the result of {doc_id} is stored at {url} under {key} ({blob.get('size')} bytes,"
+            f" sha256 {blob.get('sha256')}): this client reads file:// stores; pass --store file://DIR"
+            " with a local copy, or read it with your object store's client",
+        )
+    path = os.path.join(url[len("file://") :], key)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as error:
+        raise Failure(EXIT_NATS, f"cannot read the stored result {path}: {error.strerror}") from None
+    if len(data) != blob.get("size") or hashlib.sha256(data).hexdigest() != blob.get("sha256"):
+        raise Failure(EXIT_NATS, f"the stored result {path} does not match its size and sha256")
+    full = decode_result(data)
+    if (full.get("doc_id"), full.get("tenant"), full.get("submitted_at_ms")) != (
+        doc_id,
+        tenant,
+        result.get("submitted_at_ms"),
+    ) or full.get("full_result"):
+        raise Failure(EXIT_NATS, f"the stored result {path} belongs to another document or run")
+    return full
+
+
 def json_default(value: object) -> object:
     """JSON for what MessagePack has and JSON lacks (bin: as hex)."""
     if isinstance(value, (bytes, bytearray)):
@@ -176,6 +223,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=120.0,
         help="seconds to wait for the result (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default=os.environ.get("PAGESTREAM_STORE"),
+        help="file:// URL of the object store for results too large for a message"
+        " (default: $PAGESTREAM_STORE, else the store the result names)",
     )
     parser.add_argument(
         "--summary", action="store_true", help="print one line per page (status, start of the text) instead of JSON"
@@ -306,7 +360,7 @@ async def run(args: argparse.Namespace) -> dict:
         if ack.duplicate:
             raw = await stored_result(nc, result_subject)
             if raw is not None:
-                return decode_result(raw)
+                return full_result(decode_result(raw), args.store)
         deadline = time.monotonic() + args.timeout
         while True:
             try:
@@ -319,7 +373,7 @@ async def run(args: argparse.Namespace) -> dict:
             result = decode_result(message.data)
             run = result.get("submitted_at_ms")
             if ack.duplicate or (isinstance(run, int) and run >= run_ms):
-                return result
+                return full_result(result, args.store)
     finally:
         await nc.close()
 

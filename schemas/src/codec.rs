@@ -43,6 +43,9 @@ pub enum CodecError {
         /// Newest version this build reads, [`SCHEMA_VERSION`].
         supported: u16,
     },
+    /// The envelope's version is 0; versions start at 1.
+    #[error("message has schema version 0; versions start at 1")]
+    NoVersion,
     /// The envelope holds another kind of message than the one asked for.
     #[error("expected a `{expected}` message, got `{found}`")]
     WrongKind {
@@ -84,6 +87,9 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, CodecError> {
         body: IgnoredAny,
     }
     let header: Header = from_slice(bytes)?;
+    if header.v == 0 {
+        return Err(CodecError::NoVersion);
+    }
     if header.v > SCHEMA_VERSION {
         return Err(CodecError::UnsupportedVersion { found: header.v, supported: SCHEMA_VERSION });
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use schemas::DocumentResult;
 use sha2::{Digest, Sha256};
 use support::{Cluster, TENANT, WorkerProcess, fixture, real_topology_text, sample};
+use workers::client::stored_result;
 
 /// How long the client waits for a result (`--timeout`); the whole run of
 /// the script is given a little more.
@@ -206,4 +207,35 @@ async fn python_client_reports_a_rejected_document_as_failed() {
     assert_eq!(stored.len(), 1, "one result stored");
     let from_python: DocumentResult = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(from_python, stored[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_reads_a_result_too_large_for_a_message_from_the_store() {
+    let cluster = Cluster::start(&real_topology_text("30s")).await;
+    let logs = tempfile::tempdir().unwrap();
+    // Every result above 1 KiB travels by claim check.
+    let options = ["--result-inline-max-bytes", "1024"];
+    let worker = WorkerProcess::spawn_with(&cluster, "all", logs.path(), &options);
+    let invoice = sample("invoice.pdf");
+    let doc_id = sha256_hex(&invoice);
+
+    let run = submit(&cluster, &[invoice.to_str().unwrap()]).await;
+    assert_eq!(run.code, 0, "stderr: {}\nworker log: {}", run.stderr, worker.log_text());
+    let stored = cluster.results(&doc_id).await;
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].is_claim_check() && stored[0].pages.is_empty());
+    let whole = stored_result(&cluster.js, &cluster.store, TENANT, &doc_id).await.unwrap().unwrap();
+    let from_python: DocumentResult = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(from_python, whole, "Python printed the whole result");
+    assert!(text(&serde_json::from_str(&run.stdout).unwrap()).contains("INV-2026-00417"));
+
+    // A store it cannot read is an error that says where the result is.
+    let elsewhere =
+        submit(&cluster, &["--store", "s3://bucket/prefix", invoice.to_str().unwrap()]).await;
+    assert_eq!(elsewhere.code, 4, "stdout: {}", elsewhere.stdout);
+    assert!(
+        elsewhere.stderr.contains(&format!("results/{TENANT}/{doc_id}/")),
+        "{}",
+        elsewhere.stderr
+    );
 }

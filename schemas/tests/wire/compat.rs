@@ -73,6 +73,20 @@ fn newer_schema_version_is_refused() {
 }
 
 #[test]
+fn version_zero_is_refused() {
+    struct Zero;
+    impl EachKind for Zero {
+        fn check<M: Message + PartialEq + Debug>(&mut self, value: M) {
+            let mut tree = value_of(&value);
+            *at(&mut tree, "v") = Value::from(0);
+            let error = decode_value::<M>(&tree).unwrap_err();
+            assert!(matches!(error, CodecError::NoVersion), "{}: {error:?}", M::KIND);
+        }
+    }
+    crate::each_kind(&mut Zero);
+}
+
+#[test]
 fn another_kind_is_refused() {
     struct Other;
     impl EachKind for Other {

@@ -44,6 +44,10 @@ pub struct WorkerArgs {
     /// through the object store
     #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
     pub inline_max_bytes: usize,
+    /// Largest document result published as it is; larger ones are stored
+    /// in the object store and published as a claim check
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+    pub result_inline_max_bytes: usize,
 }
 
 /// Parses durations like `500ms`, `30s`, `5m`.
@@ -111,6 +115,7 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             inline_max_bytes: args.inline_max_bytes,
             max_pixels: topology.limits().max_page_pixels,
         },
+        result_inline_max_bytes: args.result_inline_max_bytes,
         ..Settings::default()
     };
     block_on(async move {

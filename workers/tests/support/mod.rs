@@ -479,6 +479,11 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts `pagestream worker --stage <stages>` against `cluster`.
     pub fn spawn(cluster: &Cluster, stages: &str, log_dir: &Path) -> Self {
+        Self::spawn_with(cluster, stages, log_dir, &[])
+    }
+
+    /// Like [`WorkerProcess::spawn`], with more `worker` options.
+    pub fn spawn_with(cluster: &Cluster, stages: &str, log_dir: &Path, options: &[&str]) -> Self {
         let metrics_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = log_dir.join(format!("worker-{metrics_port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_pagestream"))
@@ -491,6 +496,7 @@ impl WorkerProcess {
             .arg("--home")
             .arg(home())
             .args(["-v", "worker", "--stage", stages, "--shutdown-timeout", "30s"])
+            .args(options)
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{metrics_port}"))
             .stdout(Stdio::null())
