@@ -59,7 +59,7 @@ fn page_payload(page_index: u32) -> PagePayload {
         .collect();
     let result =
         PageResult { page_index, width: 1240, height: 1754, lines, ..PageResult::default() };
-    PagePayload { task, image: None, text_layer: Vec::new(), result, sent_at_ms: 0 }
+    PagePayload { task, image: None, text_layer: Vec::new(), result, sent_at_ms: 0, spilled: None }
 }
 
 /// Stage hop cost: publish + ack + fetch + double ack.

@@ -47,7 +47,7 @@ impl Default for Options {
 }
 
 enum ToAssembler {
-    Document { ticket: u64, result: DocumentResult },
+    Document { ticket: u64, result: Box<DocumentResult> },
     Page(Box<Page>),
 }
 
@@ -121,7 +121,10 @@ pub fn run(
         scope.spawn(move || {
             for (ticket, document) in (0u64..).zip(documents) {
                 let (result, pages) = split(pipeline, document, options, ticket);
-                if feeder_to_assembler.send(ToAssembler::Document { ticket, result }).is_err() {
+                if feeder_to_assembler
+                    .send(ToAssembler::Document { ticket, result: Box::new(result) })
+                    .is_err()
+                {
                     return;
                 }
                 for page in pages {
@@ -232,9 +235,9 @@ fn assemble(
         match message {
             ToAssembler::Document { ticket, result } => {
                 if result.page_count == 0 || result.status == DocumentStatus::Failed {
-                    finish(result);
+                    finish(*result);
                 } else {
-                    open.insert(ticket, result);
+                    open.insert(ticket, *result);
                 }
             }
             ToAssembler::Page(page) => {

@@ -39,7 +39,7 @@ pub struct AnalyzeArgs {
 /// A file to analyse, or why it cannot be.
 enum Input {
     Document(InputDocument),
-    Unreadable(DocumentResult),
+    Unreadable(Box<DocumentResult>),
 }
 
 pub fn run(global: &GlobalArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
@@ -81,7 +81,7 @@ pub fn run(global: &GlobalArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         files.iter().filter_map(|path| match read_input(path, max_bytes, &args.tenant) {
             Input::Document(document) => Some(document),
             Input::Unreadable(result) => {
-                unreadable.push(result);
+                unreadable.push(*result);
                 None
             }
         });
@@ -165,7 +165,7 @@ fn read_input(path: &Path, max_bytes: u64, tenant: &str) -> Input {
     let name = path.display().to_string();
     let failed = |kind: ErrorKind, message: String| {
         let now = now_ms();
-        Input::Unreadable(DocumentResult {
+        Input::Unreadable(Box::new(DocumentResult {
             doc_id: String::new(),
             tenant: tenant.to_string(),
             file_name: Some(name.clone()),
@@ -189,7 +189,7 @@ fn read_input(path: &Path, max_bytes: u64, tenant: &str) -> Input {
             submitted_at_ms: now,
             completed_at_ms: now,
             full_result: None,
-        })
+        }))
     };
     // Refuse oversized files before reading them into memory.
     match std::fs::metadata(path) {

@@ -473,6 +473,9 @@ impl Delivery {
     }
 }
 
+/// Longest reason given for a refused message, in characters.
+const MAX_REASON_CHARS: usize = 512;
+
 /// Why a received message is not worked on.
 #[derive(Debug)]
 pub(crate) enum Refusal {
@@ -484,9 +487,17 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// A refusal with `reason`, which may quote the message: it is cut to
+    /// [`MAX_REASON_CHARS`] so that a hostile message cannot make its own
+    /// dead letter or event too large to publish.
     pub(crate) fn reject(kind: ErrorKind, doc_id: &str, reason: impl Into<String>) -> Self {
         let doc_id = if valid_doc_id(doc_id) { doc_id.to_string() } else { String::new() };
-        Refusal::Reject { kind, doc_id, reason: reason.into() }
+        let mut reason = reason.into();
+        if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        Refusal::Reject { kind, doc_id, reason }
     }
 }
 
@@ -507,6 +518,7 @@ pub(crate) fn same_tenant(sender: &str, named: &str, doc_id: &str) -> Result<(),
     if named == sender {
         return Ok(());
     }
+    let named: String = named.chars().take(80).collect();
     Err(Refusal::reject(
         ErrorKind::Forbidden,
         doc_id,
