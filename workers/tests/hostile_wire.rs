@@ -177,7 +177,7 @@ async fn hostile_messages_are_dead_lettered_once_under_their_sender_and_hold_not
     }
     // Messages as large as the server takes: a body naming a huge tenant,
     // random bytes. Their dead letters keep them in the object store.
-    let huge_tenant = "x".repeat(900 << 10);
+    let huge_tenant = "x".repeat(500 << 10);
     let body = submission(&huge_tenant, &png_id, inline(&png), unique.next());
     hostile.push((sender_submit.clone(), body, SENDER, ErrorKind::Forbidden));
     let bytes = noise(unique.next(), 1000 << 10);
