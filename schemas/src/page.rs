@@ -348,6 +348,13 @@ pub enum ImageEncoding {
     Png,
     /// 8-bit RGB, row-major, no padding.
     RawRgb8,
+    /// 8-bit greyscale (a page whose every pixel has R = G = B), row-major,
+    /// no padding, as one LZ4 block after the uncompressed length (u32,
+    /// little-endian).
+    Gray8Lz4,
+    /// 8-bit RGB, row-major, no padding, as one LZ4 block after the
+    /// uncompressed length (u32, little-endian).
+    Rgb8Lz4,
 }
 
 /// A rendered page image, inline or in the object store.

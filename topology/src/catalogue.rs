@@ -24,6 +24,9 @@ pub struct StepSpec {
     pub name: &'static str,
     /// The model the step runs, if any; its stage must list it.
     pub model: Option<&'static str>,
+    /// Whether the step reads the document bytes (not only the page image),
+    /// so that the transports carry them up to the last such stage.
+    pub reads_document: bool,
 }
 
 /// A stage and the steps it can run, in their natural order.
@@ -48,17 +51,24 @@ impl StageSpec {
 }
 
 const fn step(name: &'static str) -> StepSpec {
-    StepSpec { name, model: None }
+    StepSpec { name, model: None, reads_document: false }
+}
+
+const fn document_step(name: &'static str) -> StepSpec {
+    StepSpec { name, model: None, reads_document: true }
 }
 
 const fn model_step(name: &'static str, model: &'static str) -> StepSpec {
-    StepSpec { name, model: Some(model) }
+    StepSpec { name, model: Some(model), reads_document: false }
 }
 
 /// Every stage, in pipeline order.
 pub const STAGES: &[StageSpec] = &[
     StageSpec { name: "split", steps: &[step("sniff"), step("validate"), step("fan_out")] },
-    StageSpec { name: "render", steps: &[step("rasterize"), step("extract_text")] },
+    StageSpec {
+        name: "render",
+        steps: &[document_step("rasterize"), document_step("extract_text")],
+    },
     StageSpec {
         name: "preprocess",
         steps: &[model_step("orient", MODEL_ORIENTATION), step("deskew")],

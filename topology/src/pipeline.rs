@@ -86,6 +86,13 @@ impl Stage {
         &self.models
     }
 
+    /// Whether a step of the stage reads the document bytes (see
+    /// [`crate::catalogue::StepSpec::reads_document`]).
+    pub fn reads_document(&self) -> bool {
+        let Some(spec) = crate::catalogue::stage_spec(&self.name) else { return false };
+        self.steps.iter().any(|step| spec.step(step).is_some_and(|s| s.reads_document))
+    }
+
     /// Pages one worker of this stage processes at the same time.
     pub fn concurrency(&self) -> u32 {
         self.concurrency

@@ -29,6 +29,16 @@ pub struct Page {
     pub enqueued_at: Option<Instant>,
     /// OCR state between the steps of the `ocr` stage.
     pub ocr: crate::steps::ocr::Scratch,
+    /// The image as it arrived from another process, to be sent on as it
+    /// is when no step changed it (set by the transport, not by steps).
+    pub received_image: Option<ReceivedImage>,
+}
+
+/// An encoded page image as received, and the fingerprint of its pixels.
+#[derive(Debug, Clone)]
+pub struct ReceivedImage {
+    pub encoded: schemas::PageImage,
+    pub fingerprint: u64,
 }
 
 impl Page {
@@ -43,6 +53,7 @@ impl Page {
             ticket: 0,
             enqueued_at: None,
             ocr: Default::default(),
+            received_image: None,
         }
     }
 }

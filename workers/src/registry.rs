@@ -2,7 +2,7 @@
 //! models the stages use (once per process) and creates each stage's steps
 //! with their settings.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use topology::Pipeline as Topology;
@@ -32,15 +32,30 @@ pub enum BuildError {
 /// Only the models of stages in the topology are loaded; each gets one
 /// session per worker thread of the stages that use it.
 pub fn build(topology: &Topology, home: &Home) -> Result<Pipeline, BuildError> {
-    crate::pdf::init(&home.pdfium_lib())?;
-    let models = load_models(topology, home)?;
+    build_stages(topology, home, |_| true)
+}
+
+/// Like [`build`], for a process that serves only the stages `serves`
+/// accepts: only their steps are built and only their models loaded
+/// (PDFium only when it splits or renders), so that a pool carries the
+/// memory of what it runs and nothing else.
+pub fn build_stages(
+    topology: &Topology,
+    home: &Home,
+    serves: impl Fn(&str) -> bool,
+) -> Result<Pipeline, BuildError> {
+    use topology::catalogue::{ENTRY_STAGE, EXIT_STAGE};
+    let served: Vec<&topology::Stage> =
+        topology.stages().iter().filter(|s| serves(s.name())).collect();
+    if served.iter().any(|s| s.name() == ENTRY_STAGE || s.reads_document()) {
+        crate::pdf::init(&home.pdfium_lib())?;
+    }
+    let models = load_models(topology, home, &served)?;
     let splitter = split::Splitter { config: topology.limits().into() };
     let mut stages = Vec::new();
-    for spec in topology.stages() {
+    for spec in served {
         // Split and assemble are document-level; the transports run them.
-        if spec.name() == topology::catalogue::ENTRY_STAGE
-            || spec.name() == topology::catalogue::EXIT_STAGE
-        {
+        if spec.name() == ENTRY_STAGE || spec.name() == EXIT_STAGE {
             continue;
         }
         let steps = spec
@@ -56,20 +71,26 @@ pub fn build(topology: &Topology, home: &Home) -> Result<Pipeline, BuildError> {
     Ok(Pipeline { splitter, stages })
 }
 
-fn load_models(topology: &Topology, home: &Home) -> Result<Models, BuildError> {
+/// Loads the models of `stages`, each with one session per page the stages
+/// using it work on at once.
+fn load_models(
+    topology: &Topology,
+    home: &Home,
+    stages: &[&topology::Stage],
+) -> Result<Models, BuildError> {
     let model_dir = home.models_dir();
-    let mut used = BTreeSet::new();
-    let mut sessions = 1;
-    for stage in topology.stages() {
+    let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    for stage in stages {
         for model in stage.models() {
-            used.insert(model.clone());
-        }
-        if !stage.models().is_empty() {
-            sessions = sessions.max(stage.concurrency().max(1) as usize);
+            let sessions = used.entry(model.clone()).or_insert(1);
+            *sessions = (*sessions).max(stage.concurrency().max(1) as usize);
         }
     }
+    if used.is_empty() {
+        return Ok(Models::default());
+    }
     let mut specs = Vec::new();
-    for name in &used {
+    for (name, &sessions) in &used {
         let model = topology.model(name).ok_or_else(|| BuildError::UnknownModel {
             stage: String::new(),
             model: name.clone(),
@@ -79,13 +100,14 @@ fn load_models(topology: &Topology, home: &Home) -> Result<Models, BuildError> {
         })?;
         let mut spec = ModelSpec::new(name, path);
         spec.intra_threads = usize::from(model.intra_threads);
+        spec.pool_size = Some(sessions);
         specs.push(spec);
     }
     if let Err(errors) = topology.verify_models(&model_dir) {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         return Err(BuildError::ModelFiles(format!("{}\n  run ./setup", lines.join("\n  "))));
     }
-    Ok(Models::load(&home.onnxruntime_lib(), &specs, sessions)?)
+    Ok(Models::load(&home.onnxruntime_lib(), &specs, 1)?)
 }
 
 fn model(models: &Models, name: &str) -> Result<Arc<Model>, BuildError> {

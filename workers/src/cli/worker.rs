@@ -19,7 +19,6 @@ use crate::jetstream::{self, ConnectConfig, Runtime, Settings};
 use crate::metrics::{self, Metrics, Readiness};
 use crate::pipeline::Pipeline;
 use crate::registry;
-use crate::steps::split;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -157,23 +156,16 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The pipeline a worker of `stages` needs: the full one with models when
-/// it runs a page stage; for `split` and `assemble` alone, no models.
+/// The pipeline a worker of `stages` (`all` or names separated by commas)
+/// needs: the steps of those stages and the models they use, nothing else.
 fn build_pipeline(
     topology: &topology::Pipeline,
     home: &Home,
     stages: &str,
 ) -> anyhow::Result<Pipeline> {
-    let document_level = [topology::catalogue::ENTRY_STAGE, topology::catalogue::EXIT_STAGE];
-    let page_stage = stages.split(',').map(str::trim).any(|s| !document_level.contains(&s));
-    if page_stage {
-        return Ok(registry::build(topology, home)?);
-    }
-    if stages.split(',').any(|s| s.trim() == topology::catalogue::ENTRY_STAGE) {
-        crate::pdf::init(&home.pdfium_lib())?;
-    }
-    let config = topology.limits().into();
-    Ok(Pipeline { splitter: split::Splitter { config }, stages: Vec::new() })
+    let names: Vec<&str> = stages.split(',').map(str::trim).collect();
+    let all = stages.trim() == "all";
+    Ok(registry::build_stages(topology, home, |stage| all || names.contains(&stage))?)
 }
 
 /// SIGTERM or ctrl-c.

@@ -418,13 +418,15 @@ impl Runtime {
         let documents = Documents::new(kv);
         let cancellations = documents.watch_cancellations();
         let route = Route::from_topology(topology);
-        let keep_document = pipeline
-            .stages
+        // From the topology, not from this process's stages: a pool that
+        // serves some stages must still carry the bytes a later pool reads.
+        let stages = topology.stages();
+        let keep_document = stages
             .iter()
             .enumerate()
             .map(|(i, stage)| {
-                let later = pipeline.stages[i + 1..].iter().any(|s| s.needs_document());
-                (stage.name.clone(), later)
+                let later = stages[i + 1..].iter().any(|s| s.reads_document());
+                (stage.name().to_string(), later)
             })
             .collect();
         let publisher = Publisher::new(js.clone())
