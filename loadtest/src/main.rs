@@ -27,8 +27,11 @@ struct Args {
     #[arg(long, conflicts_with = "embedded")]
     spawn: bool,
     /// With --spawn: worker processes (each runs every stage)
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "per_stage")]
     workers: usize,
+    /// With --spawn: one worker process per stage instead (`--stage <name>`)
+    #[arg(long)]
+    per_stage: bool,
     /// Run on the embedded transport in this process (the baseline)
     #[arg(long)]
     embedded: bool,
@@ -123,7 +126,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
                     let binary = args.pagestream.clone().or_else(sibling_binary).context(
                         "no pagestream binary next to this one: build it (cargo build -p workers) or pass --pagestream",
                     )?;
-                    Some(Spawned::start(&binary, args.topology.as_deref(), &topology, &args.home, args.workers).await?)
+                    let pools: Vec<String> = match args.per_stage {
+                        true => topology.stages().iter().map(|s| s.name().to_string()).collect(),
+                        false => vec!["all".to_string(); args.workers.max(1)],
+                    };
+                    Some(Spawned::start(&binary, args.topology.as_deref(), &topology, &args.home, &pools).await?)
                 }
                 false => None,
             };
@@ -149,6 +156,9 @@ fn run(args: Args) -> anyhow::Result<bool> {
             };
             let recording = drive::jetstream(&scenario, &corpus, &target, &run_id).await?;
             let described = match &spawned {
+                Some(_) if args.per_stage => {
+                    format!("JetStream, spawned: nats-server + one worker process per stage ({})", topology.stages().len())
+                }
                 Some(_) => format!("JetStream, spawned: nats-server + {} worker process(es), --stage all", args.workers),
                 None => format!("JetStream at {url}"),
             };

@@ -1,7 +1,7 @@
 //! `--spawn`: a local pipeline for the run, stopped after it: a
 //! `nats-server -js` on a free loopback port with a store of its own, the
-//! streams of the topology, and `pagestream worker --stage all` processes
-//! serving metrics on loopback.
+//! streams of the topology, and `pagestream worker` processes (each `--stage
+//! all`, or one pool per stage) serving metrics on loopback.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -45,15 +45,16 @@ fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> a
 }
 
 impl Spawned {
-    /// Starts the server and `workers` worker processes of `pagestream`
-    /// (the binary), with `topology_file` (or the built-in topology) and the
-    /// libraries and models in `home`.
+    /// Starts the server and one worker process of `pagestream` (the
+    /// binary) per entry of `pools` (its `--stage`: `all`, or a stage), with
+    /// `topology_file` (or the built-in topology) and the libraries and
+    /// models in `home`.
     pub async fn start(
         pagestream: &Path,
         topology_file: Option<&Path>,
         topology: &topology::Pipeline,
         home: &Path,
-        workers: usize,
+        pools: &[String],
     ) -> anyhow::Result<Spawned> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
@@ -87,22 +88,25 @@ impl Spawned {
         let plan = provision::plan(topology, &Route::from_topology(topology));
         provision::apply(&js, &plan, false).await?;
 
-        for i in 0..workers.max(1) {
+        for (i, stages) in pools.iter().enumerate() {
             let metrics_port = free_port()?;
-            let log = spawned._dir.path().join(format!("worker-{i}.log"));
+            let name = match stages.as_str() {
+                "all" => format!("worker-{i}"),
+                stage => format!("worker-{stage}"),
+            };
+            let log = spawned._dir.path().join(format!("{name}.log"));
             let mut command = Command::new(pagestream);
             command.arg("--nats-url").arg(&url).arg("--store").arg(&store).arg("--home").arg(home);
             if let Some(file) = topology_file {
                 command.arg("--topology").arg(file);
             }
             let child = command
-                .args(["worker", "--stage", "all", "--metrics-addr"])
+                .args(["worker", "--stage", stages, "--metrics-addr"])
                 .arg(format!("127.0.0.1:{metrics_port}"))
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log)?)
                 .spawn()
                 .with_context(|| format!("cannot start {}", pagestream.display()))?;
-            let name = format!("worker-{i}");
             spawned.pids.push((name.clone(), child.id()));
             spawned.workers.push(child);
             spawned

@@ -36,6 +36,8 @@ pub mod names {
     pub const PUBLISH_RETRIES: &str = "pagestream_publish_retries_total";
     pub const MODEL_BATCH_SIZE: &str = "pagestream_model_batch_size";
     pub const RESIDENT_BYTES: &str = "pagestream_process_resident_bytes";
+    pub const HANDOFF_BYTES: &str = "pagestream_handoff_bytes_total";
+    pub const HANDOFFS: &str = "pagestream_handoffs_total";
 }
 
 /// The metrics of one worker process.
@@ -75,6 +77,12 @@ pub struct Metrics {
     pub model_batch_sizes: HistogramVec,
     /// Resident memory of the process, read when the metrics are rendered.
     pub resident_bytes: IntGauge,
+    /// Bytes of the page messages handed to a stage, labels `to_stage` and
+    /// `via`: `message` (the message itself) or `store` (the objects it
+    /// refers to, which the receiver fetches).
+    pub handoff_bytes: IntCounterVec,
+    /// Page messages handed to a stage, label `to_stage`.
+    pub handoffs: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -148,6 +156,12 @@ impl Metrics {
                 &registry,
                 IntGauge::new(RESIDENT_BYTES, "Resident memory of the process"),
             ),
+            handoff_bytes: counter(
+                HANDOFF_BYTES,
+                "Bytes of page messages handed to a stage, and of the objects they refer to",
+                &["to_stage", "via"],
+            ),
+            handoffs: counter(HANDOFFS, "Page messages handed to a stage", &["to_stage"]),
             registry,
         }
     }

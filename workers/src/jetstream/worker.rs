@@ -799,11 +799,18 @@ pub(crate) async fn page_message(
     let task = &payload.task;
     let (subject, id) = (runtime.route.subject(&task.tenant, to), page_msg_id(task, to, replay));
     let mut outgoing = Outgoing::encode(subject.clone(), id.clone(), &task.doc_id, payload)?;
+    let mut stored = payload.image.as_ref().and_then(|i| i.blob.as_ref()).map_or(0, |b| b.size);
     if outgoing.payload.len() > runtime.message_limit {
+        stored += outgoing.payload.len() as u64;
         let stub =
             claim_check::spill_page(&runtime.blobs, payload, outgoing.payload.clone(), to).await?;
         outgoing = Outgoing::encode(subject, id, &task.doc_id, &stub)?;
     }
+    let metrics = &runtime.metrics;
+    metrics.handoffs.with_label_values(&[to]).inc();
+    let bytes = &metrics.handoff_bytes;
+    bytes.with_label_values(&[to, "message"]).inc_by(outgoing.payload.len() as u64);
+    bytes.with_label_values(&[to, "store"]).inc_by(stored);
     Ok(match replay {
         Some(replay) => outgoing.with_header(HEADER_REPLAY, &replay.to_string()),
         None => outgoing,
