@@ -202,7 +202,8 @@ async fn run_assemble_steps(
         return Ok(());
     }
     let page =
-        payload::to_page(payload.clone(), &runtime.blobs, &runtime.settings.images, false).await?;
+        payload::to_page(payload.clone(), &runtime.blobs, &runtime.settings.images, false, None)
+            .await?;
     let pipeline = std::sync::Arc::clone(&runtime.pipeline);
     let page = payload::blocking(move || {
         let mut page = page;

@@ -19,6 +19,7 @@ pub mod advisory;
 pub mod assemble;
 pub mod claim_check;
 pub mod dlq;
+pub mod local;
 pub mod payload;
 pub mod provision;
 pub mod publish;
@@ -354,6 +355,9 @@ pub struct Settings {
     /// How long a publish that fails for now is retried before the message
     /// it belongs to is retried as a whole (nak) or given up.
     pub publish_retry_for: Duration,
+    /// Decoded page images kept for this process's own next stage (see
+    /// [`local`]); 0 keeps none.
+    pub local_images: usize,
 }
 
 impl Default for Settings {
@@ -367,6 +371,7 @@ impl Default for Settings {
             publish_window: 64,
             result_inline_max_bytes: 256 << 10,
             publish_retry_for: Duration::from_secs(60),
+            local_images: 8,
         }
     }
 }
@@ -392,6 +397,8 @@ pub struct Runtime {
     pub message_limit: usize,
     /// The topology's time limit of one step on one page.
     step_timeout: Duration,
+    /// Decoded images handed on to this process's own stages.
+    pub local_images: local::LocalImages,
 }
 
 impl Runtime {
@@ -411,6 +418,7 @@ impl Runtime {
         let message_limit = (max_payload / 4 * 3).max(16 << 10);
         let mut settings = settings;
         settings.images.inline_max_bytes = settings.images.inline_max_bytes.min(message_limit / 3);
+        let local_images = local::LocalImages::new(settings.local_images);
         let js = context(client);
         let kv = js.get_key_value(schemas::subjects::KV_DOCUMENTS).await.map_err(|e| {
             Error::jetstream("cannot open the document bucket (run `pagestream streams apply`)", e)
@@ -446,6 +454,7 @@ impl Runtime {
             tenants: topology.tenants().keys().cloned().collect(),
             message_limit,
             step_timeout: topology.limits().step_timeout,
+            local_images,
         })
     }
 

@@ -127,83 +127,126 @@ pub fn decode_image(
     }
 }
 
+/// A decoded page image and what it was sent or received as.
+pub type DecodedImage = (RgbImage, ReceivedImage);
+
 /// Turns a finished page into the message for stage `to_stage`, storing the
 /// image in the object store when it is too large to travel inline.
 /// `keep_document` is false once no later stage reads the document bytes:
-/// inline bytes are then dropped from the task.
+/// inline bytes are then dropped from the task. With `keep_image`, the
+/// decoded image comes back too, with what it was sent as (for
+/// [`super::local::LocalImages`]).
 pub async fn to_payload(
     page: Page,
     to_stage: &str,
     blobs: &BlobStore,
     policy: &ImagePolicy,
     keep_document: bool,
-) -> Result<PagePayload, StepError> {
+    keep_image: bool,
+) -> Result<(PagePayload, Option<DecodedImage>), StepError> {
     let Page { mut task, image, text_layer, result, received_image, .. } = page;
     if !keep_document && matches!(task.source, DocumentSource::Inline { .. }) {
         task.source = DocumentSource::Inline { bytes: Vec::new() };
     }
-    let image = match image {
-        None => None,
-        Some(image) => {
-            let (width, height) = image.dimensions();
-            // Sent on as received when no step changed the pixels.
-            let encoded = blocking(move || {
-                Ok(match received_image.filter(|r| r.fingerprint == fingerprint(&image)) {
-                    Some(received) => Err(received.encoded),
-                    None => Ok(encode_image(&image)),
-                })
-            })
-            .await?;
-            match encoded {
-                Err(unchanged) => Some(unchanged),
-                Ok((encoding, data)) if data.len() <= policy.inline_max_bytes => {
-                    Some(PageImage { width, height, encoding, data, blob: None })
-                }
-                Ok((encoding, data)) => {
-                    let dir = format!(
-                        "{}/pages/{}",
-                        blobs::document_prefix(&task.tenant, &task.doc_id),
-                        task.page_index
-                    );
-                    let suffix = format!("-{to_stage}.lz4");
-                    let blob = blobs
-                        .put_content(&dir, &suffix, Bytes::from(data))
-                        .await
-                        .map_err(blob_error)?;
-                    Some(PageImage { width, height, encoding, data: Vec::new(), blob: Some(blob) })
-                }
-            }
+    let Some(image) = image else {
+        let payload = PagePayload {
+            task,
+            image: None,
+            text_layer,
+            result,
+            sent_at_ms: now_ms(),
+            spilled: None,
+        };
+        return Ok((payload, None));
+    };
+    let (width, height) = image.dimensions();
+    // Sent on as received when no step changed the pixels.
+    let (image, encoded) = blocking(move || {
+        let fingerprint = fingerprint(&image);
+        let encoded = match received_image.filter(|r| r.fingerprint == fingerprint) {
+            Some(received) => Sent::AsReceived(received),
+            None => Sent::Encoded(encode_image(&image), fingerprint),
+        };
+        Ok((image, encoded))
+    })
+    .await?;
+    let sent = match encoded {
+        Sent::AsReceived(received) => received,
+        Sent::Encoded((encoding, data), fingerprint) => {
+            let encoded = if data.len() <= policy.inline_max_bytes {
+                PageImage { width, height, encoding, data, blob: None }
+            } else {
+                let dir = format!(
+                    "{}/pages/{}",
+                    blobs::document_prefix(&task.tenant, &task.doc_id),
+                    task.page_index
+                );
+                let suffix = format!("-{to_stage}.lz4");
+                let blob = blobs
+                    .put_content(&dir, &suffix, Bytes::from(data))
+                    .await
+                    .map_err(blob_error)?;
+                PageImage { width, height, encoding, data: Vec::new(), blob: Some(blob) }
+            };
+            ReceivedImage { encoded, fingerprint }
         }
     };
-    Ok(PagePayload { task, image, text_layer, result, sent_at_ms: now_ms(), spilled: None })
+    let payload = PagePayload {
+        task,
+        image: Some(sent.encoded.clone()),
+        text_layer,
+        result,
+        sent_at_ms: now_ms(),
+        spilled: None,
+    };
+    Ok((payload, keep_image.then_some((image, sent))))
+}
+
+/// How a page image is sent on.
+enum Sent {
+    /// As it was received: no step changed it.
+    AsReceived(ReceivedImage),
+    /// Encoded anew; the fingerprint of its pixels.
+    Encoded((ImageEncoding, Vec<u8>), u64),
 }
 
 /// Turns a received message back into a page, fetching the image from the
 /// object store if it is there, and the document bytes when `needs_document`.
+/// `local` is the decoded image of the payload's own image, when this
+/// process has it (see [`super::local::LocalImages`]): nothing to fetch or
+/// decode then.
 pub async fn to_page(
     payload: PagePayload,
     blobs: &BlobStore,
     policy: &ImagePolicy,
     needs_document: bool,
+    local: Option<DecodedImage>,
 ) -> Result<Page, StepError> {
     let PagePayload { task, image, text_layer, result, .. } = payload;
     let mut page = Page::new(task);
     page.text_layer = text_layer;
     page.result = result;
-    if let Some(image) = image {
-        let fetched = match &image.blob {
-            Some(blob) => Some(blobs.get(blob).await.map_err(blob_error)?),
-            None => None,
-        };
-        let max_pixels = policy.max_pixels;
-        let (decoded, received) = blocking(move || {
-            let data = fetched.as_deref().unwrap_or(&image.data);
-            let decoded = decode_image(&image, data, max_pixels)?;
-            let fingerprint = fingerprint(&decoded);
-            Ok((decoded, ReceivedImage { encoded: image, fingerprint }))
-        })
-        .await?;
-        page.image = Some(decoded);
+    let decoded = match (image, local) {
+        (None, _) => None,
+        (Some(_), Some(local)) => Some(local),
+        (Some(image), None) => {
+            let fetched = match &image.blob {
+                Some(blob) => Some(blobs.get(blob).await.map_err(blob_error)?),
+                None => None,
+            };
+            let max_pixels = policy.max_pixels;
+            let decoded = blocking(move || {
+                let data = fetched.as_deref().unwrap_or(&image.data);
+                let decoded = decode_image(&image, data, max_pixels)?;
+                let fingerprint = fingerprint(&decoded);
+                Ok((decoded, ReceivedImage { encoded: image, fingerprint }))
+            })
+            .await?;
+            Some(decoded)
+        }
+    };
+    if let Some((image, received)) = decoded {
+        page.image = Some(image);
         page.received_image = Some(received);
     }
     if needs_document {
@@ -316,10 +359,11 @@ mod tests {
             region: None,
             words: Vec::new(),
         });
-        let payload = to_payload(page.clone(), "layout", blobs, policy, true).await.unwrap();
+        let (payload, _) =
+            to_payload(page.clone(), "layout", blobs, policy, true, false).await.unwrap();
         let bytes = schemas::encode(&payload).unwrap();
         let decoded: PagePayload = schemas::decode(&bytes).unwrap();
-        let back = to_page(decoded, blobs, policy, true).await.unwrap();
+        let back = to_page(decoded, blobs, policy, true, None).await.unwrap();
         assert_eq!(back.image, page.image);
         assert_eq!((back.result.clone(), back.text_layer.clone()), (page.result, page.text_layer));
         assert_eq!(back.document.as_deref().map(|d| d.as_slice()), Some(&b"\x89PNG doc"[..]));
@@ -365,28 +409,39 @@ mod tests {
 
         // Sent on untouched: the same object, nothing stored again.
         let stored = blobs.list().await.unwrap().len();
-        let again = to_payload(received.clone(), "ocr", &blobs, &policy, true).await.unwrap();
+        let (again, _) =
+            to_payload(received.clone(), "ocr", &blobs, &policy, true, false).await.unwrap();
         assert_eq!(again.image, first.image);
         assert_eq!(blobs.list().await.unwrap().len(), stored);
 
         // A step changed one pixel: encoded and stored anew.
         let mut changed = received;
         changed.image.as_mut().unwrap().put_pixel(0, 0, Rgb([1, 2, 3]));
-        let next = to_payload(changed.clone(), "ocr", &blobs, &policy, true).await.unwrap();
+        let (next, kept) =
+            to_payload(changed.clone(), "ocr", &blobs, &policy, true, true).await.unwrap();
         let next_blob = next.image.clone().unwrap().blob.unwrap();
         assert_ne!(next_blob.key, first_blob.key);
-        let back = to_page(next, &blobs, &policy, false).await.unwrap();
+        let back = to_page(next.clone(), &blobs, &policy, false, None).await.unwrap();
         assert_eq!(back.image, changed.image);
+        // The image kept for this process's own next stage is the one sent.
+        let (kept_image, kept_as) = kept.unwrap();
+        assert_eq!(Some(&kept_image), changed.image.as_ref());
+        assert_eq!(Some(&kept_as.encoded), next.image.as_ref());
+        let local = to_page(next, &blobs, &policy, false, Some((kept_image, kept_as))).await;
+        assert_eq!(local.unwrap().image, changed.image);
     }
 
     #[tokio::test]
     async fn document_bytes_are_dropped_when_no_later_stage_needs_them() {
         let (_dir, blobs) = store();
         let page = Page::new(task(DocumentSource::Inline { bytes: b"doc".to_vec() }));
-        let payload =
-            to_payload(page, "enrich", &blobs, &ImagePolicy::default(), false).await.unwrap();
+        let payload = to_payload(page, "enrich", &blobs, &ImagePolicy::default(), false, false)
+            .await
+            .unwrap()
+            .0;
         assert_eq!(payload.task.source, DocumentSource::Inline { bytes: Vec::new() });
-        let error = to_page(payload, &blobs, &ImagePolicy::default(), true).await.unwrap_err();
+        let error =
+            to_page(payload, &blobs, &ImagePolicy::default(), true, None).await.unwrap_err();
         assert_eq!(error.kind, ErrorKind::MalformedMessage);
     }
 
@@ -448,12 +503,13 @@ mod tests {
         }
 
         // A blob that vanished: the page cannot be rebuilt and is not retried.
-        let mut payload = to_payload(
+        let (mut payload, _) = to_payload(
             Page::new(task(DocumentSource::Inline { bytes: vec![1] })),
             "ocr",
             &blobs,
             &policy,
             true,
+            false,
         )
         .await
         .unwrap();
@@ -466,7 +522,7 @@ mod tests {
             data: Vec::new(),
             blob: Some(blob),
         });
-        let error = to_page(payload, &blobs, &policy, false).await.unwrap_err();
+        let error = to_page(payload, &blobs, &policy, false, None).await.unwrap_err();
         assert_eq!(error.retry, Retry::Never);
     }
 }

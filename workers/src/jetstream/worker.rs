@@ -126,6 +126,7 @@ pub async fn run(
         let concurrency = concurrency(&runtime, role.name());
         served.push(Served { role: role.clone(), consumer, busy: Arc::default(), concurrency });
     }
+    runtime.local_images.serve(roles.iter().map(|role| role.name().to_string()));
     let mut background = JoinSet::new();
     background.spawn(super::advisory::listen(Arc::clone(&runtime), roles.clone()));
     background.spawn(watch_health(Arc::clone(&runtime), served.clone(), ready.clone()));
@@ -411,6 +412,12 @@ impl Delivery {
         }
         let tenant = tenant_of(&message.subject).map(String::from);
         Delivery { message, stage: stage.to_string(), tenant, attempt, replay, consumer }
+    }
+
+    /// The message's de-duplication id, as published.
+    pub fn msg_id(&self) -> Option<&str> {
+        let headers = self.message.headers.as_ref()?;
+        headers.get(schemas::subjects::HEADER_MSG_ID).map(|value| value.as_str())
     }
 
     /// The stream sequence of the message (0 when unknown).
@@ -729,7 +736,13 @@ async fn process_page(
         .observe(queue_wait_us as f64 / 1e6);
     let result_so_far = payload.result.clone();
     let needs_document = runtime.pipeline.stages[index].needs_document();
-    let page = payload::to_page(payload, &runtime.blobs, &runtime.settings.images, needs_document)
+    // The decoded image, when this process handed the page on to this stage.
+    let local = match (&payload.image, delivery.msg_id()) {
+        (Some(image), Some(id)) => runtime.local_images.take(id, image),
+        _ => None,
+    };
+    let policy = &runtime.settings.images;
+    let page = payload::to_page(payload, &runtime.blobs, policy, needs_document, local)
         .await
         .map_err(|error| failed(result_so_far, "receive", error))?;
 
@@ -764,10 +777,15 @@ async fn process_page(
     let keep_document = runtime.keep_document(&stage_name);
     let result_so_far = page.result.clone();
     let task = page.task.clone();
-    let payload =
-        payload::to_payload(page, &next, &runtime.blobs, &runtime.settings.images, keep_document)
+    let keep_image = runtime.local_images.keeps(&next);
+    let (payload, kept) =
+        payload::to_payload(page, &next, &runtime.blobs, policy, keep_document, keep_image)
             .await
             .map_err(|error| failed(result_so_far.clone(), "send", error))?;
+    if let Some((image, sent)) = kept {
+        let id = page_msg_id(&task, &next, delivery.replay);
+        runtime.local_images.put(&next, id, image, sent);
+    }
     let sent = match page_message(runtime, &payload, &next, delivery.replay).await {
         Ok(outgoing) => runtime.publisher.publish(&outgoing).await.map(drop).map_err(Error::from),
         Err(error) => Err(error),
