@@ -67,6 +67,19 @@ async fn real_documents_end_to_end_through_one_worker_process() {
         7.0
     );
     assert_eq!(support::metric(&metrics, "pagestream_documents_finished_total", ""), 4.0);
+    // Results travel inside the messages: nothing was spilled to the store
+    // (the message limit is the server's, learnt once connected).
+    let to_assemble = r#"to_stage="assemble",via=""#;
+    let bytes = |via: &str| {
+        support::metric(
+            &metrics,
+            "pagestream_handoff_bytes_total",
+            &format!("{to_assemble}{via}\""),
+        )
+    };
+    assert!(bytes("message") > 10_000.0, "{metrics}");
+    assert_eq!(bytes("store"), 0.0);
+    assert_eq!(support::metric(&metrics, "pagestream_handoffs_total", r#"to_stage="ocr""#), 7.0);
     assert!(worker.terminate(Duration::from_secs(30)), "idle worker exits 0 on SIGTERM");
 }
 

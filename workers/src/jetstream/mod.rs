@@ -376,6 +376,9 @@ impl Default for Settings {
     }
 }
 
+/// NATS's default `max_payload`, assumed when the server did not say.
+const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+
 /// Everything a worker process shares between its stages.
 #[derive(Debug)]
 pub struct Runtime {
@@ -412,17 +415,21 @@ impl Runtime {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
+        let js = context(client.clone());
+        let kv = js.get_key_value(schemas::subjects::KV_DOCUMENTS).await.map_err(|e| {
+            Error::jetstream("cannot open the document bucket (run `pagestream streams apply`)", e)
+        })?;
         // Room for headers and the envelope under the server's limit; inline
-        // images and documents get a third of it each, at most.
-        let max_payload = client.server_info().max_payload;
+        // images and documents get a third of it each, at most. Read once
+        // the server answered: a client still connecting knows no limit yet.
+        let max_payload = match client.server_info().max_payload {
+            0 => DEFAULT_MAX_PAYLOAD,
+            known => known,
+        };
         let message_limit = (max_payload / 4 * 3).max(16 << 10);
         let mut settings = settings;
         settings.images.inline_max_bytes = settings.images.inline_max_bytes.min(message_limit / 3);
         let local_images = local::LocalImages::new(settings.local_images);
-        let js = context(client);
-        let kv = js.get_key_value(schemas::subjects::KV_DOCUMENTS).await.map_err(|e| {
-            Error::jetstream("cannot open the document bucket (run `pagestream streams apply`)", e)
-        })?;
         let documents = Documents::new(kv);
         let cancellations = documents.watch_cancellations();
         let route = Route::from_topology(topology);

@@ -56,14 +56,8 @@ pub fn encode_image(image: &RgbImage) -> (ImageEncoding, Vec<u8>) {
 
 /// The pixels of an RGB image as greyscale, when every pixel is grey.
 fn grey_pixels(rgb: &[u8]) -> Option<Vec<u8>> {
-    let mut grey = Vec::with_capacity(rgb.len() / 3);
-    for pixel in rgb.chunks_exact(3) {
-        if pixel[0] != pixel[1] || pixel[1] != pixel[2] {
-            return None;
-        }
-        grey.push(pixel[0]);
-    }
-    Some(grey)
+    let grey = rgb.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]);
+    grey.then(|| rgb.chunks_exact(3).map(|p| p[0]).collect())
 }
 
 /// Unpacks an LZ4 block that must hold exactly `expected` bytes (checked
@@ -113,7 +107,11 @@ pub fn decode_image(
         ImageEncoding::RawRgb8 => RgbImage::from_raw(width, height, data.to_vec()),
         ImageEncoding::Png => Some(images::decode_page(DocumentKind::Png, data, 0, max_pixels)?),
         ImageEncoding::Gray8Lz4 => lz4_unpack(data, pixels).and_then(|grey| {
-            RgbImage::from_raw(width, height, grey.iter().flat_map(|&g| [g, g, g]).collect())
+            let mut rgb = vec![0; grey.len() * 3];
+            for (pixel, &value) in rgb.chunks_exact_mut(3).zip(&grey) {
+                pixel.copy_from_slice(&[value; 3]);
+            }
+            RgbImage::from_raw(width, height, rgb)
         }),
         ImageEncoding::Rgb8Lz4 => lz4_unpack(data, pixels.saturating_mul(3))
             .and_then(|rgb| RgbImage::from_raw(width, height, rgb)),
