@@ -400,6 +400,14 @@ pub struct PagePayload {
     pub spilled: Option<BlobRef>,
 }
 
+impl PagePayload {
+    /// A payload of `task` that carries `result` and nothing else: no image,
+    /// no text layer.
+    pub fn result_only(task: PageTask, result: PageResult, sent_at_ms: u64) -> Self {
+        PagePayload { task, image: None, text_layer: Vec::new(), result, sent_at_ms, spilled: None }
+    }
+}
+
 impl Message for PagePayload {
     const KIND: &'static str = "page_payload";
 }

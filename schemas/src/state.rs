@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::{DocumentKind, DocumentStatus};
+use crate::document::{DocumentKind, DocumentResult, DocumentStatus};
 use crate::failure::FailureRecord;
+use crate::page::PageResult;
 
 /// Where a page of a document stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +77,32 @@ impl DocumentState {
     /// Whether every page has landed.
     pub fn all_landed(&self) -> bool {
         self.landed() == self.pages.len()
+    }
+
+    /// The result of this document's run with `status` and `pages` (empty
+    /// when they were not assembled), completed at `completed_at_ms`.
+    pub fn result(
+        &self,
+        status: DocumentStatus,
+        pages: Vec<PageResult>,
+        completed_at_ms: u64,
+    ) -> DocumentResult {
+        DocumentResult {
+            doc_id: self.doc_id.clone(),
+            tenant: self.tenant.clone(),
+            file_name: self.file_name.clone(),
+            kind: self.kind,
+            sha256: self.sha256.clone(),
+            size: self.size,
+            status,
+            page_count: self.pages.len() as u32,
+            pages,
+            failures: self.failures.clone(),
+            class: None,
+            submitted_at_ms: self.submitted_at_ms,
+            completed_at_ms,
+            full_result: None,
+        }
     }
 }
 

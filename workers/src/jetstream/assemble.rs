@@ -265,22 +265,7 @@ async fn finish(
         };
         pages.push(page);
     }
-    let mut result = DocumentResult {
-        doc_id: state.doc_id.clone(),
-        tenant: state.tenant.clone(),
-        file_name: state.file_name.clone(),
-        kind: state.kind,
-        sha256: state.sha256.clone(),
-        size: state.size,
-        status: DocumentStatus::Complete,
-        page_count: state.pages.len() as u32,
-        pages,
-        failures: state.failures.clone(),
-        class: None,
-        submitted_at_ms: state.submitted_at_ms,
-        completed_at_ms: 0,
-        full_result: None,
-    };
+    let mut result = state.result(DocumentStatus::Complete, pages, 0);
     complete_document(&mut result);
     publish_result(runtime, result, replay).await
 }
@@ -342,22 +327,7 @@ async fn abandon(
     else {
         return Ok(());
     };
-    let mut result = DocumentResult {
-        doc_id: state.doc_id.clone(),
-        tenant: state.tenant.clone(),
-        file_name: state.file_name.clone(),
-        kind: state.kind,
-        sha256: state.sha256.clone(),
-        size: state.size,
-        status: DocumentStatus::Failed,
-        page_count: state.pages.len() as u32,
-        pages: Vec::new(),
-        failures: state.failures.clone(),
-        class: None,
-        submitted_at_ms: state.submitted_at_ms,
-        completed_at_ms: now_ms(),
-        full_result: None,
-    };
+    let mut result = state.result(DocumentStatus::Failed, Vec::new(), now_ms());
     result.failures.push(record);
     publish_result(runtime, result, replay).await
 }

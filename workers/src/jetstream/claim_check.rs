@@ -118,14 +118,8 @@ pub async fn spill_page(
         task.source = DocumentSource::Inline { bytes: Vec::new() };
     }
     let result = PageResult { page_index: task.page_index, ..PageResult::default() };
-    Ok(PagePayload {
-        task,
-        image: None,
-        text_layer: Vec::new(),
-        result,
-        sent_at_ms: payload.sent_at_ms,
-        spilled: Some(blob),
-    })
+    let stub = PagePayload::result_only(task, result, payload.sent_at_ms);
+    Ok(PagePayload { spilled: Some(blob), ..stub })
 }
 
 /// The complete payload `stub` stands for: `stub` itself, or the payload its

@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_nats::jetstream::Message;
 use schemas::subjects::{STREAM_WORK, event, validate_tenant};
 use schemas::{
-    DeadLetter, DocumentResult, DocumentSource, DocumentState, DocumentStatus, DocumentSubmission,
-    ErrorKind, Event, EventBody, FailureRecord, PagePayload, PageResult, PageState,
+    DeadLetter, DocumentSource, DocumentState, DocumentStatus, DocumentSubmission, ErrorKind,
+    Event, EventBody, FailureRecord, PagePayload, PageResult, PageState,
 };
 use tracing::Instrument;
 
@@ -23,8 +23,8 @@ use super::payload::{self, blob_error, blocking};
 use super::publish::Outgoing;
 use super::state::Change;
 use super::worker::{
-    Delivery, Refusal, own_blob, page_message, publish_dead_letter, refuse, same_tenant, sender,
-    settle_given_up,
+    Delivery, Refusal, decode_from, own_blob, page_message, publish_dead_letter, refuse,
+    same_tenant, settle_given_up,
 };
 use super::{Error, Runtime, document_msg_id};
 use crate::blobs::{self, sha256_hex};
@@ -93,10 +93,7 @@ pub(crate) fn receive_submission(
     subject: &str,
     message: &[u8],
 ) -> Result<DocumentSubmission, Refusal> {
-    let tenant = sender(subject)?;
-    let submission: DocumentSubmission = schemas::decode(message).map_err(|error| {
-        Refusal::reject(ErrorKind::MalformedMessage, "", format!("cannot decode message: {error}"))
-    })?;
+    let (tenant, submission): (_, DocumentSubmission) = decode_from(subject, message)?;
     let doc_id = submission.doc_id.as_str();
     same_tenant(tenant, &submission.tenant, doc_id)?;
     if !valid_doc_id(doc_id) {
@@ -330,14 +327,7 @@ async fn split_document(
             timings: timings.take().unwrap_or_default(),
             ..PageResult::default()
         };
-        let payload = PagePayload {
-            task,
-            image: None,
-            text_layer: Vec::new(),
-            result,
-            sent_at_ms: now_ms(),
-            spilled: None,
-        };
+        let payload = PagePayload::result_only(task, result, now_ms());
         let message = page_message(runtime, &payload, &first, replay)
             .await
             .map_err(|e| ("fan_out", StepError::internal(e.to_string())))?;
@@ -410,22 +400,7 @@ async fn finish_failed(
         failures: vec![record],
         finished: None,
     };
-    let result = DocumentResult {
-        doc_id: state.doc_id.clone(),
-        tenant: state.tenant.clone(),
-        file_name: state.file_name.clone(),
-        kind,
-        sha256: state.sha256.clone(),
-        size: state.size,
-        status: DocumentStatus::Failed,
-        page_count: 0,
-        pages: Vec::new(),
-        failures: state.failures.clone(),
-        class: None,
-        submitted_at_ms: state.submitted_at_ms,
-        completed_at_ms: now_ms(),
-        full_result: None,
-    };
+    let result = state.result(DocumentStatus::Failed, Vec::new(), now_ms());
     runtime
         .documents
         .update(&state.tenant, &state.doc_id, |_| Change::Write(state.clone(), ()))

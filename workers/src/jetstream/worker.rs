@@ -520,6 +520,19 @@ pub(crate) fn sender(subject: &str) -> Result<&str, Refusal> {
     })
 }
 
+/// The tenant a message arrived as and the message decoded, or why it is
+/// refused.
+pub(crate) fn decode_from<'a, M: schemas::Message>(
+    subject: &'a str,
+    message: &[u8],
+) -> Result<(&'a str, M), Refusal> {
+    let tenant = sender(subject)?;
+    let decoded = schemas::decode(message).map_err(|error| {
+        Refusal::reject(ErrorKind::MalformedMessage, "", format!("cannot decode message: {error}"))
+    })?;
+    Ok((tenant, decoded))
+}
+
 /// Refuses a body that names another tenant than the subject it came on.
 pub(crate) fn same_tenant(sender: &str, named: &str, doc_id: &str) -> Result<(), Refusal> {
     if named == sender {
@@ -557,10 +570,7 @@ pub(crate) async fn receive_page(
     subject: &str,
     message: &[u8],
 ) -> Result<PagePayload, Refusal> {
-    let tenant = sender(subject)?;
-    let stub: PagePayload = schemas::decode(message).map_err(|error| {
-        Refusal::reject(ErrorKind::MalformedMessage, "", format!("cannot decode message: {error}"))
-    })?;
+    let (tenant, stub): (_, PagePayload) = decode_from(subject, message)?;
     let doc_id = stub.task.doc_id.clone();
     same_tenant(tenant, &stub.task.tenant, &doc_id)?;
     if !valid_doc_id(&doc_id) {
@@ -930,14 +940,7 @@ pub(crate) async fn forward_failed(
         task.source = DocumentSource::Inline { bytes: Vec::new() };
     }
     result.failure = Some(record);
-    let payload = PagePayload {
-        task,
-        image: None,
-        text_layer: Vec::new(),
-        result,
-        sent_at_ms: now_ms(),
-        spilled: None,
-    };
+    let payload = PagePayload::result_only(task, result, now_ms());
     let outgoing = page_message(runtime, &payload, &exit, replay).await?;
     runtime.publisher.publish(&outgoing).await?;
     Ok(())
