@@ -159,8 +159,11 @@ pub async fn to_payload(
     };
     let (width, height) = image.dimensions();
     // Sent on as received when no step changed the pixels.
+    // The fingerprint costs a pass over the pixels: only when it is compared
+    // (an image was received) or handed on (kept for this process).
+    let wants_fingerprint = received_image.is_some() || keep_image;
     let (image, encoded) = blocking(move || {
-        let fingerprint = fingerprint(&image);
+        let fingerprint = if wants_fingerprint { fingerprint(&image) } else { 0 };
         let encoded = match received_image.filter(|r| r.fingerprint == fingerprint) {
             Some(received) => Sent::AsReceived(received),
             None => Sent::Encoded(encode_image(&image), fingerprint),

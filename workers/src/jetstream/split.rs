@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::Message;
-use schemas::subjects::{STREAM_WORK, event, validate_tenant};
+use schemas::subjects::{STREAM_WORK, event};
 use schemas::{
     DeadLetter, DocumentSource, DocumentState, DocumentStatus, DocumentSubmission, ErrorKind,
     Event, EventBody, FailureRecord, PagePayload, PageResult, PageState,
@@ -409,7 +409,8 @@ async fn finish_failed(
 }
 
 /// Gives up a submission for good: dead letter, then the document finished
-/// as failed (when its ids are usable).
+/// as failed. `submission` passed [`receive_submission`], so its tenant and
+/// id are usable.
 pub(crate) async fn give_up_document(
     runtime: &Runtime,
     submission: &DocumentSubmission,
@@ -433,10 +434,7 @@ pub(crate) async fn give_up_document(
         replay,
     );
     publish_dead_letter(runtime, topology::catalogue::ENTRY_STAGE, &id, letter).await?;
-    if validate_tenant(&submission.tenant).is_ok() && valid_doc_id(&submission.doc_id) {
-        finish_failed(runtime, submission, None, None, record, replay).await?;
-    }
-    Ok(())
+    finish_failed(runtime, submission, None, None, record, replay).await
 }
 
 #[cfg(test)]

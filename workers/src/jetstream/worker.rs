@@ -956,16 +956,15 @@ pub(crate) async fn publish_dead_letter(
     id: &str,
     mut letter: DeadLetter,
 ) -> Result<(), Error> {
-    if schemas::encode(&letter)?.len() > runtime.message_limit {
+    let encode = |letter: &DeadLetter| {
+        let subject = dead_letter(&letter.tenant, stage);
+        Outgoing::encode(subject, format!("dead/{id}"), &letter.failure.doc_id, letter)
+    };
+    let mut outgoing = encode(&letter)?;
+    if outgoing.payload.len() > runtime.message_limit {
         letter = claim_check::spill_dead_letter(&runtime.blobs, letter).await?;
+        outgoing = encode(&letter)?;
     }
-    let doc_id = letter.failure.doc_id.clone();
-    let outgoing = Outgoing::encode(
-        dead_letter(&letter.tenant, stage),
-        format!("dead/{id}"),
-        &doc_id,
-        &letter,
-    )?;
     let published = match runtime.publisher.publish(&outgoing).await {
         Err(error) if error.is_permanent() && letter.tenant != UNROUTED_TENANT => {
             tracing::error!(%error, "dead letter refused, recorded under the unrouted tenant");
