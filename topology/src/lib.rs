@@ -28,6 +28,6 @@ pub use error::{Location, TopologyError};
 pub use pipeline::{DEFAULT_MODEL_DIR, EMBEDDED, EMBEDDED_ORIGIN, Pipeline, Stage};
 pub use settings::{
     ConsumerSettings, Discard, EnrichSettings, LayoutSettings, Limits, Model, OcrSettings,
-    PreprocessSettings, RenderSettings, Retention, ScalingPolicy, Storage, StreamSettings, Streams,
-    Tenant, Webhook, WebhookSettings,
+    PreprocessSettings, RenderSettings, Resources, Retention, ScalingPolicy, Storage,
+    StreamSettings, Streams, Tenant, Webhook, WebhookSettings,
 };

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Location, TopologyError};
 use crate::settings::{
     ConsumerSettings, EnrichSettings, LayoutSettings, Limits, Model, OcrSettings,
-    PreprocessSettings, RenderSettings, ScalingPolicy, Streams, Tenant, WebhookSettings,
+    PreprocessSettings, RenderSettings, Resources, ScalingPolicy, Streams, Tenant, WebhookSettings,
 };
 use crate::source::{Source, key_path};
 use crate::validate;
@@ -53,6 +53,9 @@ pub struct Stage {
     /// How the stage's pool scales.
     #[serde(default)]
     pub(crate) scaling: ScalingPolicy,
+    /// CPU and memory of one replica.
+    #[serde(default)]
+    pub(crate) resources: Resources,
 }
 
 fn one() -> u32 {
@@ -106,6 +109,11 @@ impl Stage {
     /// The stage's scaling policy.
     pub fn scaling(&self) -> &ScalingPolicy {
         &self.scaling
+    }
+
+    /// CPU and memory one replica of the stage asks for and may use.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
     }
 }
 

@@ -83,6 +83,7 @@ mod tests {
             min_replicas,
             max_replicas,
             cooldown: Duration::from_secs(60),
+            ..ScalingPolicy::default()
         }
     }
 

@@ -283,6 +283,19 @@ pub struct ScalingPolicy {
     /// Time the lag must stay low before replicas are removed.
     #[serde(deserialize_with = "duration::deserialize")]
     pub cooldown: Duration,
+    /// Lag above which a pool scaled to zero is woken (KEDA's
+    /// `activationLagThreshold`); matters only with `min_replicas = 0`.
+    pub activation_lag: u64,
+    /// Replicas to keep while the lag cannot be read (KEDA's `fallback`);
+    /// `min_replicas` (at least 1) when absent.
+    pub fallback_replicas: Option<u32>,
+}
+
+impl ScalingPolicy {
+    /// Replicas to keep while the lag cannot be read.
+    pub fn fallback(&self) -> u32 {
+        self.fallback_replicas.unwrap_or(self.min_replicas.max(1))
+    }
 }
 
 impl Default for ScalingPolicy {
@@ -292,6 +305,64 @@ impl Default for ScalingPolicy {
             min_replicas: 1,
             max_replicas: 4,
             cooldown: Duration::from_secs(300),
+            activation_lag: 0,
+            fallback_replicas: None,
+        }
+    }
+}
+
+/// CPU and memory one replica of a stage asks for and may use, as
+/// Kubernetes quantities (`"500m"`, `"2"`; `"256Mi"`, `"1Gi"`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resources {
+    /// CPU reserved for a replica (its request).
+    pub cpu: String,
+    /// Memory reserved for a replica (its request).
+    pub memory: String,
+    /// Most CPU a replica may use (its limit).
+    pub cpu_limit: String,
+    /// Most memory a replica may use before it is killed (its limit).
+    pub memory_limit: String,
+}
+
+impl Resources {
+    /// A CPU quantity in millicores: `"500m"`, `"2"`, `"0.5"`.
+    pub fn cpu_millis(quantity: &str) -> Option<u64> {
+        if let Some(millis) = quantity.strip_suffix('m') {
+            return millis.parse().ok();
+        }
+        let cores: f64 = quantity.parse().ok()?;
+        (cores.is_finite() && cores >= 0.0).then(|| (cores * 1000.0).round() as u64)
+    }
+
+    /// A memory quantity in bytes: `"256Mi"`, `"1Gi"`, `"500M"`, `"1048576"`.
+    pub fn memory_bytes(quantity: &str) -> Option<u64> {
+        const UNITS: [(&str, u64); 8] = [
+            ("Ki", 1 << 10),
+            ("Mi", 1 << 20),
+            ("Gi", 1 << 30),
+            ("Ti", 1 << 40),
+            ("k", 1_000),
+            ("M", 1_000_000),
+            ("G", 1_000_000_000),
+            ("T", 1_000_000_000_000),
+        ];
+        let (digits, unit) = UNITS
+            .iter()
+            .find_map(|(suffix, unit)| Some((quantity.strip_suffix(suffix)?, *unit)))
+            .unwrap_or((quantity, 1));
+        digits.parse::<u64>().ok()?.checked_mul(unit)
+    }
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpu: "250m".into(),
+            memory: "256Mi".into(),
+            cpu_limit: "1".into(),
+            memory_limit: "512Mi".into(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::catalogue::{self, ENTRY_STAGE, EXIT_STAGE};
 use crate::error::TopologyError;
 use crate::pipeline::{File, Stage};
-use crate::settings::{ConsumerSettings, ScalingPolicy, StreamSettings};
+use crate::settings::{ConsumerSettings, Resources, ScalingPolicy, StreamSettings};
 use crate::source::{KeyPath, Source, key_path};
 
 /// Checks `file`; on success returns the stage names in topological order.
@@ -270,6 +270,7 @@ impl Checker<'_, '_> {
         self.at_least_one(key.key("concurrency"), stage.concurrency.into());
         self.consumer(key.key("consumer"), &stage.consumer);
         self.scaling(key.key("scaling"), &stage.scaling);
+        self.resources(key.key("resources"), &stage.resources);
 
         for (i, next) in stage.next.iter().enumerate() {
             let defined =
@@ -320,6 +321,47 @@ impl Checker<'_, '_> {
                     scaling.min_replicas, scaling.max_replicas
                 ),
             );
+        }
+        if let Some(fallback) = scaling.fallback_replicas
+            && (fallback == 0 || fallback > scaling.max_replicas)
+        {
+            self.invalid(
+                key.key("fallback_replicas"),
+                format!("must be between 1 and max_replicas ({})", scaling.max_replicas),
+            );
+        }
+    }
+
+    /// Kubernetes quantities, each limit at least its request.
+    fn resources(&mut self, key: KeyPath, resources: &Resources) {
+        type Parse = fn(&str) -> Option<u64>;
+        let pairs: [(_, _, Parse, &str); 2] = [
+            (
+                ("cpu", &resources.cpu),
+                ("cpu_limit", &resources.cpu_limit),
+                Resources::cpu_millis,
+                "a CPU quantity such as \"500m\" or \"2\"",
+            ),
+            (
+                ("memory", &resources.memory),
+                ("memory_limit", &resources.memory_limit),
+                Resources::memory_bytes,
+                "a memory quantity such as \"256Mi\"",
+            ),
+        ];
+        for ((request_key, request), (limit_key, limit), parse, expected) in pairs {
+            match (parse(request), parse(limit)) {
+                (Some(request), Some(limit)) if limit < request => {
+                    self.invalid(key.key(limit_key), "must not be below the request");
+                }
+                (request, limit) => {
+                    for (name, value) in [(request_key, request), (limit_key, limit)] {
+                        if value.is_none() {
+                            self.invalid(key.key(name), format!("expected {expected}"));
+                        }
+                    }
+                }
+            }
         }
     }
 

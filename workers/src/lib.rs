@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod cli;
 pub mod client;
+pub mod deploy;
 pub mod embedded;
 pub mod error;
 pub mod home;

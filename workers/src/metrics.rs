@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-    exponential_buckets,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder, exponential_buckets,
 };
 use schemas::PageResult;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +36,8 @@ pub mod names {
     pub const PUBLISH_RETRIES: &str = "pagestream_publish_retries_total";
     pub const MODEL_BATCH_SIZE: &str = "pagestream_model_batch_size";
     pub const RESIDENT_BYTES: &str = "pagestream_process_resident_bytes";
+    pub const CPU_SECONDS: &str = "pagestream_process_cpu_seconds_total";
+    pub const DOCUMENT_SECONDS_PER_PAGE: &str = "pagestream_document_seconds_per_page";
     pub const HANDOFF_BYTES: &str = "pagestream_handoff_bytes_total";
     pub const HANDOFFS: &str = "pagestream_handoffs_total";
 }
@@ -77,6 +79,11 @@ pub struct Metrics {
     pub model_batch_sizes: HistogramVec,
     /// Resident memory of the process, read when the metrics are rendered.
     pub resident_bytes: IntGauge,
+    /// CPU time of the process (user + system), read when the metrics are rendered.
+    pub cpu_seconds: Gauge,
+    /// A document's time from submission to its result over its page count
+    /// (observed where results are published).
+    pub document_seconds_per_page: Histogram,
     /// Bytes of the page messages handed to a stage, labels `to_stage` and
     /// `via`: `message` (the message itself) or `store` (the objects it
     /// refers to, which the receiver fetches).
@@ -156,6 +163,20 @@ impl Metrics {
                 &registry,
                 IntGauge::new(RESIDENT_BYTES, "Resident memory of the process"),
             ),
+            cpu_seconds: register(
+                &registry,
+                Gauge::new(CPU_SECONDS, "CPU time of the process, user and system, in seconds"),
+            ),
+            document_seconds_per_page: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        DOCUMENT_SECONDS_PER_PAGE,
+                        "Time from submission to result of a document, per page",
+                    )
+                    .buckets(buckets.clone()),
+                ),
+            ),
             handoff_bytes: counter(
                 HANDOFF_BYTES,
                 "Bytes of page messages handed to a stage, and of the objects they refer to",
@@ -184,6 +205,9 @@ impl Metrics {
         if let Some(bytes) = resident_bytes() {
             self.resident_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
+        if let Some(seconds) = cpu_seconds() {
+            self.cpu_seconds.set(seconds);
+        }
         let mut text = String::new();
         if let Err(error) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text) {
             tracing::warn!(%error, "cannot encode metrics");
@@ -199,6 +223,19 @@ pub fn resident_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// CPU time of this process, user and system (`/proc/self/stat`, in ticks
+/// of USER_HZ, which Linux fixes at 100 for this interface), where the
+/// system tells it.
+pub fn cpu_seconds() -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name, in parentheses, may hold spaces: count after it.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / USER_HZ)
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(

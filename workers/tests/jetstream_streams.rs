@@ -43,6 +43,14 @@ async fn streams_apply_is_idempotent_and_shows_what_changes() {
     assert!(out.contains("= consumer PAGESTREAM_WORK/render (unchanged)"), "{out}");
     assert!(out.contains("nothing to change"), "{out}");
 
+    // `--replicas` overrides every stream's copies (a dry run: one server
+    // cannot hold three).
+    let (ok, out) = pagestream(&cluster, &["streams", "apply", "--dry-run", "--replicas", "3"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("~ stream PAGESTREAM_WORK\n    replicas: 1 -> 3"), "{out}");
+    assert!(out.contains("~ stream PAGESTREAM_DEAD_LETTER\n    replicas: 1 -> 3"), "{out}");
+    assert!(out.contains("would be applied (dry run)"), "{out}");
+
     // A changed limit and a changed consumer show up as a diff; a dry run
     // changes nothing.
     let options = ConsumerOptions { ack_wait: "9s", ..ConsumerOptions::default() };

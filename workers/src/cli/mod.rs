@@ -2,6 +2,7 @@
 
 mod analyze;
 mod cancel;
+mod deploy;
 mod dlq;
 mod ingest;
 mod result;
@@ -20,6 +21,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 pub use analyze::AnalyzeArgs;
 pub use cancel::CancelArgs;
+pub use deploy::DeployArgs;
 pub use dlq::DlqArgs;
 pub use ingest::IngestArgs;
 pub use result::ResultArgs;
@@ -132,6 +134,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Deliver document results to the tenants' webhooks until SIGTERM
     Webhooks(WebhooksArgs),
+    /// Generate the Kubernetes objects of the pipeline from the topology
+    Deploy(DeployArgs),
 }
 
 /// Runs the parsed command line.
@@ -150,6 +154,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Result(args) => result::run(&cli.global, args),
         Command::Watch(args) => watch::run(&cli.global, args),
         Command::Webhooks(args) => webhooks::run(&cli.global, args),
+        Command::Deploy(args) => deploy::run(&cli.global, args),
     }
 }
 

@@ -23,13 +23,22 @@ pub enum StreamsCommand {
         /// Only show what would change
         #[arg(long)]
         dry_run: bool,
+        /// Copies of every stream on a NATS cluster, instead of each
+        /// stream's `replicas` in the topology (e.g. 3 in production)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+        replicas: Option<u8>,
     },
 }
 
 pub fn run(global: &GlobalArgs, args: StreamsArgs) -> anyhow::Result<ExitCode> {
-    let StreamsCommand::Apply { dry_run } = args.command;
+    let StreamsCommand::Apply { dry_run, replicas } = args.command;
     let topology = super::load_topology(global)?;
-    let plan = provision::plan(&topology, &Route::from_topology(&topology));
+    let mut plan = provision::plan(&topology, &Route::from_topology(&topology));
+    if let Some(replicas) = replicas {
+        for stream in &mut plan.streams {
+            stream.num_replicas = usize::from(replicas);
+        }
+    }
     block_on(async move {
         let client =
             jetstream::connect(&connect_config(global, "pagestream-streams", false)).await?;

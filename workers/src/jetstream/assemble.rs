@@ -377,6 +377,14 @@ pub(crate) async fn publish_result(
     if !ack.duplicate {
         write_exports(runtime, &result).await;
         runtime.metrics.documents.with_label_values(&[status_label(result.status)]).inc();
+        if result.page_count > 0 {
+            let seconds =
+                result.completed_at_ms.saturating_sub(result.submitted_at_ms) as f64 / 1e3;
+            runtime
+                .metrics
+                .document_seconds_per_page
+                .observe(seconds / f64::from(result.page_count));
+        }
         tracing::info!(status = ?result.status, pages = result.page_count, failed_pages, "document finished");
     }
     let finished = Finished { status: result.status, at_ms: result.completed_at_ms };
