@@ -81,8 +81,23 @@ pub struct Figures {
     pub delivery: Delivery,
     /// Resident memory per worker, MiB.
     pub rss_mib: BTreeMap<String, Memory>,
+    /// CPU per worker, in cores.
+    pub cpu_cores: BTreeMap<String, Cpu>,
     pub duration_s: f64,
 }
+
+/// CPU one worker used over a run, in cores (CPU seconds per second).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Cpu {
+    /// Over the whole run.
+    pub mean: f64,
+    /// The busiest window of [`CPU_WINDOW`].
+    pub peak: f64,
+}
+
+/// The window the peak CPU is measured over: long enough to smooth a
+/// sampling tick, short enough to see a burst.
+pub const CPU_WINDOW: Duration = Duration::from_secs(10);
 
 /// Resident memory of one worker over a run, MiB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -230,6 +245,7 @@ pub fn analyse(recording: &Recording, cores: usize) -> Figures {
         }
     }
 
+    figures.cpu_cores = cpu_cores(&recording.samples);
     figures.document_latency = Latency::of(&documents);
     figures.page_latency = Latency::of(&pages);
     figures.document_latency_by_kind =
@@ -266,6 +282,40 @@ pub fn judge(name: &str, figures: &Figures, slo: &Slo) -> Verdict {
 
 fn seconds(ms: f64) -> String {
     if ms >= 1000.0 { format!("{:.2}s", ms / 1000.0) } else { format!("{ms:.0}ms") }
+}
+
+/// Mean and peak cores per worker from its cumulative CPU seconds.
+fn cpu_cores(samples: &[crate::record::Sample]) -> BTreeMap<String, Cpu> {
+    let mut series: BTreeMap<&str, Vec<(Duration, f64)>> = BTreeMap::new();
+    for sample in samples {
+        for (worker, seconds) in &sample.cpu_seconds {
+            series.entry(worker).or_default().push((sample.at, *seconds));
+        }
+    }
+    let rate = |(t0, c0): (Duration, f64), (t1, c1): (Duration, f64)| {
+        let elapsed = t1.saturating_sub(t0).as_secs_f64();
+        if elapsed > 0.0 { (c1 - c0).max(0.0) / elapsed } else { 0.0 }
+    };
+    series
+        .into_iter()
+        .filter_map(|(worker, points)| {
+            let (first, last) = (*points.first()?, *points.last()?);
+            let mut peak: f64 = 0.0;
+            let mut start = 0;
+            for end in 0..points.len() {
+                while points[end].0.saturating_sub(points[start].0) > CPU_WINDOW {
+                    start += 1;
+                }
+                if points[end].0.saturating_sub(points[start].0) >= CPU_WINDOW / 2 {
+                    peak = peak.max(rate(points[start], points[end]));
+                }
+            }
+            Some((
+                worker.to_string(),
+                Cpu { mean: rate(first, last), peak: peak.max(rate(first, last)) },
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -333,6 +383,27 @@ mod tests {
         // 3 pages between the first due time (0) and the last answer (400 ms)
         assert!((figures.pages_per_second - 7.5).abs() < 1e-9);
         assert!((figures.pages_per_second_per_core - 3.75).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cpu_is_the_mean_and_the_busiest_window_of_cpu_seconds() {
+        let mut recording = recording();
+        // idle for 20 s, 1.5 cores for 10 s, then 0.5 cores for 30 s
+        for second in 0..=60u64 {
+            let cpu = match second {
+                0..=20 => 0.0,
+                21..=30 => 1.5 * (second - 20) as f64,
+                _ => 15.0 + 0.5 * (second - 30) as f64,
+            };
+            recording.samples.push(crate::record::Sample {
+                at: Duration::from_secs(second),
+                cpu_seconds: vec![("w".into(), cpu)],
+                ..Default::default()
+            });
+        }
+        let cpu = analyse(&recording, 1).cpu_cores["w"];
+        assert!((cpu.mean - 30.0 / 60.0).abs() < 1e-9, "{cpu:?}");
+        assert!((cpu.peak - 1.5).abs() < 1e-9, "{cpu:?}");
     }
 
     #[test]

@@ -190,6 +190,9 @@ async fn sample_jetstream(
                 if let Some(rss) = metric_sum(&text, workers::metrics::names::RESIDENT_BYTES) {
                     sample.rss.push((endpoint.name.clone(), rss as u64));
                 }
+                if let Some(cpu) = metric_sum(&text, workers::metrics::names::CPU_SECONDS) {
+                    sample.cpu_seconds.push((endpoint.name.clone(), cpu));
+                }
                 sample.redelivered +=
                     metric_sum(&text, workers::metrics::names::REDELIVERED).unwrap_or(0.0) as u64;
             }
@@ -249,7 +252,12 @@ pub fn embedded(
         scope.spawn(|| {
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
                 let rss = workers::metrics::resident_bytes().unwrap_or(0);
-                recorder.sample(Probe { rss: vec![("embedded".into(), rss)], ..Probe::default() });
+                let cpu = workers::metrics::cpu_seconds().unwrap_or(0.0);
+                recorder.sample(Probe {
+                    rss: vec![("embedded".into(), rss)],
+                    cpu_seconds: vec![("embedded".into(), cpu)],
+                    ..Probe::default()
+                });
                 std::thread::sleep(Duration::from_secs(1));
             }
         });

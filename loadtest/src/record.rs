@@ -30,6 +30,8 @@ pub struct Sample {
     pub lag: Vec<(String, u64)>,
     /// Resident memory per worker, bytes.
     pub rss: Vec<(String, u64)>,
+    /// CPU time per worker so far, seconds.
+    pub cpu_seconds: Vec<(String, f64)>,
     /// Redeliveries counted by the workers so far.
     pub redelivered: u64,
 }

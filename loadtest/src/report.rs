@@ -244,6 +244,12 @@ pub fn markdown(
             );
         }
     }
+    if !figures.cpu_cores.is_empty() {
+        md.push_str("\n## Worker CPU (cores)\n\nCPU seconds per second of each worker process: over the whole run, and in its busiest 10 s.\n\n| worker | mean | peak |\n|---|---|---|\n");
+        for (worker, cpu) in &figures.cpu_cores {
+            let _ = writeln!(md, "| {worker} | {:.2} | {:.2} |", cpu.mean, cpu.peak);
+        }
+    }
     md.push('\n');
     for chart in charts {
         let _ = writeln!(md, "![{chart}]({chart})");

@@ -187,6 +187,14 @@ impl Metrics {
         }
     }
 
+    /// Exports the counters of `stage` at zero, so that an alert on their
+    /// increase sees the first page too.
+    pub fn start_stage(&self, stage: &str) {
+        for counter in [&self.processed, &self.redelivered, &self.dead_lettered] {
+            counter.with_label_values(&[stage]);
+        }
+    }
+
     /// Records the step timings of `stage` found in a page result.
     pub fn observe_steps(&self, stage: &str, result: &PageResult) {
         for timing in result.timings.iter().filter(|t| t.stage == stage) {
@@ -330,6 +338,20 @@ mod tests {
     use super::*;
     use schemas::StepTiming;
 
+    #[test]
+    fn cpu_seconds_count_the_work_of_this_process() {
+        let before = cpu_seconds().unwrap();
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        // busy until 50 ms of CPU are counted; a reading that never moves fails
+        while cpu_seconds().unwrap() - before < 0.05 {
+            assert!(started.elapsed() < Duration::from_secs(10), "CPU time did not grow");
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+    }
+
     fn metric_value(body: &str, name: &str) -> f64 {
         let line = body.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
@@ -360,6 +382,7 @@ mod tests {
             ..PageResult::default()
         };
         metrics.observe_steps("ocr", &result);
+        metrics.start_stage("ocr");
         metrics.processed.with_label_values(&["ocr"]).inc();
         crate::models::BATCH_SIZES.with_label_values(&["metrics-test"]).observe(6.0);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -370,6 +393,9 @@ mod tests {
         let body = get(addr, "/metrics").await;
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         assert!(body.contains(r#"pagestream_pages_processed_total{stage="ocr"} 1"#), "{body}");
+        // a started stage exports its counters before anything happens to them
+        assert!(body.contains(r#"pagestream_pages_dead_lettered_total{stage="ocr"} 0"#), "{body}");
+        assert!(metric_value(&body, names::CPU_SECONDS).is_finite(), "{body}");
         assert!(body.contains(
             r#"pagestream_step_duration_seconds_count{stage="ocr",step="recognize_text"} 1"#
         ));

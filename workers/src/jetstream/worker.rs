@@ -125,6 +125,7 @@ pub async fn run(
         let consumer = bind(&runtime, role.name()).await?;
         let concurrency = concurrency(&runtime, role.name());
         served.push(Served { role: role.clone(), consumer, busy: Arc::default(), concurrency });
+        runtime.metrics.start_stage(role.name());
     }
     runtime.local_images.serve(roles.iter().map(|role| role.name().to_string()));
     let mut background = JoinSet::new();
