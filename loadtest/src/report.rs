@@ -1,7 +1,7 @@
 //! The report of a run: `report.md` with the tables, `summary.json` with
 //! every figure, and SVG charts (latency over time, throughput, consumer
-//! lag per stage, worker memory) in a directory named after the scenario
-//! and the time.
+//! lag per stage, worker memory) with the points behind each as CSV, in a
+//! directory named after the scenario and the time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -257,6 +257,17 @@ pub fn markdown(
     md
 }
 
+/// The points behind a chart: `seconds,series,value`, one line per point.
+fn csv(series: &[Series]) -> String {
+    let mut text = String::from("seconds,series,value\n");
+    for Series { name, points } in series {
+        for (at, value) in points {
+            let _ = writeln!(text, "{at:.3},{name},{value}");
+        }
+    }
+    text
+}
+
 /// Writes the report of a run into `dir`.
 pub fn write(
     dir: &Path,
@@ -274,6 +285,8 @@ pub fn write(
             continue;
         }
         line_chart(&dir.join(file), title, unit, &series)?;
+        let data = dir.join(file).with_extension("csv");
+        std::fs::write(&data, csv(&series)).map_err(|e| write_error(&data, e))?;
         written.push(file);
     }
     let report = markdown(scenario, target, machine, figures, verdict, &written);
@@ -312,5 +325,9 @@ mod tests {
             svg.contains("Consumer lag per stage") && svg.contains("render") && svg.contains("ocr")
         );
         assert!(svg.matches("<polyline").count() >= 2, "{svg}");
+        assert_eq!(
+            csv(&series),
+            "seconds,series,value\n0.000,render,1\n1.000,render,4\n2.000,render,2\n0.000,ocr,0\n2.000,ocr,9\n"
+        );
     }
 }

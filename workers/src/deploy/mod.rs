@@ -278,8 +278,6 @@ fn streams_job(options: &Options) -> Value {
             "name": "pagestream-streams",
             "labels": labels,
             "annotations": checkov_skips(&[
-                ("CKV_K8S_8", "a run-to-completion Job serves no endpoint to probe"),
-                ("CKV_K8S_9", "a run-to-completion Job serves no endpoint to probe"),
                 ("CKV_K8S_35", "the NATS password comes from a Secret through the environment, the only way the CLI reads it"),
                 ("CKV_K8S_43", "the overlays pin the image by tag (kustomize images:); a release pins the digest there"),
             ]),
