@@ -84,6 +84,46 @@ pub struct Figures {
     /// CPU per worker, in cores.
     pub cpu_cores: BTreeMap<String, Cpu>,
     pub duration_s: f64,
+    /// From the first due time to the last result: how long a burst takes
+    /// to drain.
+    pub drain_s: f64,
+    /// Worker processes per stage over the run (runs under `pagestream up`).
+    pub replicas: BTreeMap<String, Replicas>,
+}
+
+/// One stage's worker count over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Replicas {
+    pub least: u64,
+    pub most: u64,
+    /// When it first ran `most` workers, seconds from the start.
+    pub most_at_s: f64,
+    /// When, after that, it was back at `least`.
+    pub back_at_s: Option<f64>,
+}
+
+/// Least and most workers of each stage, when the most were first reached
+/// and when the pool was back at its least afterwards.
+fn replicas(samples: &[crate::record::Sample]) -> BTreeMap<String, Replicas> {
+    let mut series: BTreeMap<&str, Vec<(f64, u64)>> = BTreeMap::new();
+    for sample in samples {
+        for (stage, count) in &sample.replicas {
+            series.entry(stage).or_default().push((sample.at.as_secs_f64(), *count));
+        }
+    }
+    series
+        .into_iter()
+        .map(|(stage, points)| {
+            let least = points.iter().map(|p| p.1).min().unwrap_or(0);
+            let most = points.iter().map(|p| p.1).max().unwrap_or(0);
+            let peak = points.iter().position(|p| p.1 == most).unwrap_or(0);
+            let most_at_s = points.get(peak).map_or(0.0, |p| p.0);
+            let back_at_s = (most > least)
+                .then(|| points[peak..].iter().find(|p| p.1 == least).map(|p| p.0))
+                .flatten();
+            (stage.to_string(), Replicas { least, most, most_at_s, back_at_s })
+        })
+        .collect()
 }
 
 /// CPU one worker used over a run, in cores (CPU seconds per second).
@@ -210,6 +250,7 @@ pub fn analyse(recording: &Recording, cores: usize) -> Figures {
     let span = last_answer.saturating_sub(first_due).as_secs_f64();
     let answered_pages = (delivery.pages_ok + delivery.pages_failed) as f64;
     figures.pages_per_second = if span > 0.0 { answered_pages / span } else { 0.0 };
+    figures.drain_s = span;
     figures.pages_per_second_per_core = figures.pages_per_second / cores.max(1) as f64;
 
     figures.stages = stage_order
@@ -246,6 +287,7 @@ pub fn analyse(recording: &Recording, cores: usize) -> Figures {
     }
 
     figures.cpu_cores = cpu_cores(&recording.samples);
+    figures.replicas = replicas(&recording.samples);
     figures.document_latency = Latency::of(&documents);
     figures.page_latency = Latency::of(&pages);
     figures.document_latency_by_kind =

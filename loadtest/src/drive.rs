@@ -12,9 +12,11 @@ use schemas::{DeadLetter, Event, EventBody};
 use tokio::sync::Semaphore;
 use workers::blobs::{BlobStore, sha256_hex};
 use workers::jetstream::claim_check::read_result;
+use workers::jetstream::lag::LagReader;
 use workers::jetstream::publish::Publisher;
 use workers::jetstream::submit::submit;
 use workers::jetstream::{Route, context};
+use workers::metrics::{names, scrape, sum};
 
 use crate::corpus::{Corpus, Sample};
 use crate::record::{Offered, Recorder, Recording, Sample as Probe};
@@ -152,6 +154,8 @@ pub async fn jetstream(
     while !recorder.all_answered() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Still sampled: what the pools do once the load is gone.
+    tokio::time::sleep(scenario.quiet_after).await;
     // A last moment for duplicates that would follow the last result.
     tokio::time::sleep(Duration::from_millis(500)).await;
     sampler.abort();
@@ -167,68 +171,34 @@ async fn sample_jetstream(
     endpoints: Vec<MetricsEndpoint>,
     recorder: Recorder,
 ) {
+    let lags = LagReader::new(js, &route);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let mut sample = Probe::default();
-        for (stream, consumer, _) in route.consumers() {
-            let info = async {
-                let stream = js.get_stream(&stream).await.ok()?;
-                let mut consumer = stream
-                    .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&consumer)
-                    .await
-                    .ok()?;
-                let info = consumer.info().await.ok()?;
-                Some(info.num_pending + info.num_ack_pending as u64)
-            };
-            if let Some(lag) = info.await {
-                sample.lag.push((consumer.clone(), lag));
+        for (stage, lag) in lags.read().await {
+            if let Ok(lag) = lag {
+                sample.lag.push((stage, lag.total()));
             }
         }
         for endpoint in &endpoints {
             if let Some(text) = scrape(&endpoint.address).await {
-                if let Some(rss) = metric_sum(&text, workers::metrics::names::RESIDENT_BYTES) {
+                if let Some(rss) = sum(&text, names::RESIDENT_BYTES, &[]) {
                     sample.rss.push((endpoint.name.clone(), rss as u64));
                 }
-                if let Some(cpu) = metric_sum(&text, workers::metrics::names::CPU_SECONDS) {
+                if let Some(cpu) = sum(&text, names::CPU_SECONDS, &[]) {
                     sample.cpu_seconds.push((endpoint.name.clone(), cpu));
                 }
-                sample.redelivered +=
-                    metric_sum(&text, workers::metrics::names::REDELIVERED).unwrap_or(0.0) as u64;
+                sample.redelivered += sum(&text, names::REDELIVERED, &[]).unwrap_or(0.0) as u64;
+                for stage in lags.stages() {
+                    if let Some(count) = sum(&text, names::STAGE_REPLICAS, &[("stage", stage)]) {
+                        sample.replicas.push((stage.to_string(), count as u64));
+                    }
+                }
             }
         }
         recorder.sample(sample);
     }
-}
-
-/// `GET /metrics` of `address`.
-async fn scrape(address: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let connect = tokio::net::TcpStream::connect(address);
-    let mut stream = tokio::time::timeout(Duration::from_secs(2), connect).await.ok()?.ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: loadtest\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    Some(response)
-}
-
-/// The sum over all label sets of metric `name` in Prometheus text.
-pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// Runs `scenario` on the embedded transport of this process.

@@ -12,7 +12,7 @@ use loadtest::corpus::Corpus;
 use loadtest::drive::{self, JetStreamTarget, MetricsEndpoint};
 use loadtest::report;
 use loadtest::scenario::Scenario;
-use loadtest::spawn::{Spawned, sibling_binary};
+use loadtest::spawn::{Spawned, Workers, sibling_binary};
 use workers::home::Home;
 use workers::jetstream::ConnectConfig;
 
@@ -32,6 +32,15 @@ struct Args {
     /// With --spawn: one worker process per stage instead (`--stage <name>`)
     #[arg(long)]
     per_stage: bool,
+    /// With --spawn: `pagestream up` instead, scaling a pool per stage on its lag
+    #[arg(long, conflicts_with_all = ["per_stage", "workers"])]
+    up: bool,
+    /// With --up: at most this many workers per stage (`up --max-replicas`)
+    #[arg(long, value_name = "N", requires = "up")]
+    up_max_replicas: Option<u32>,
+    /// With --up: every stage's scale-down cooldown (`up --cooldown`)
+    #[arg(long, value_name = "DURATION", requires = "up")]
+    up_cooldown: Option<String>,
     /// Run on the embedded transport in this process (the baseline)
     #[arg(long)]
     embedded: bool,
@@ -126,11 +135,21 @@ fn run(args: Args) -> anyhow::Result<bool> {
                     let binary = args.pagestream.clone().or_else(sibling_binary).context(
                         "no pagestream binary next to this one: build it (cargo build -p workers) or pass --pagestream",
                     )?;
-                    let pools: Vec<String> = match args.per_stage {
-                        true => topology.stages().iter().map(|s| s.name().to_string()).collect(),
-                        false => vec!["all".to_string(); args.workers.max(1)],
+                    let workers = if args.up {
+                        let mut options = Vec::new();
+                        if let Some(most) = args.up_max_replicas {
+                            options.extend(["--max-replicas".to_string(), most.to_string()]);
+                        }
+                        if let Some(cooldown) = &args.up_cooldown {
+                            options.extend(["--cooldown".to_string(), cooldown.clone()]);
+                        }
+                        Workers::Up(options)
+                    } else if args.per_stage {
+                        Workers::Fixed(topology.stages().iter().map(|s| s.name().to_string()).collect())
+                    } else {
+                        Workers::Fixed(vec!["all".to_string(); args.workers.max(1)])
                     };
-                    Some(Spawned::start(&binary, args.topology.as_deref(), &topology, &args.home, &pools).await?)
+                    Some(Spawned::start(&binary, args.topology.as_deref(), &topology, &args.home, &workers).await?)
                 }
                 false => None,
             };
@@ -156,6 +175,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
             };
             let recording = drive::jetstream(&scenario, &corpus, &target, &run_id).await?;
             let described = match &spawned {
+                Some(_) if args.up => format!(
+                    "JetStream, spawned: nats-server + `pagestream up` (a pool per stage scaled on its lag{}{})",
+                    args.up_max_replicas.map_or(String::new(), |n| format!(", at most {n} workers per stage")),
+                    args.up_cooldown.as_ref().map_or(String::new(), |c| format!(", cooldown {c}")),
+                ),
                 Some(_) if args.per_stage => {
                     format!("JetStream, spawned: nats-server + one worker process per stage ({})", topology.stages().len())
                 }

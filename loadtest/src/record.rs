@@ -34,6 +34,8 @@ pub struct Sample {
     pub cpu_seconds: Vec<(String, f64)>,
     /// Redeliveries counted by the workers so far.
     pub redelivered: u64,
+    /// Worker processes per stage, as `pagestream up` reports them.
+    pub replicas: Vec<(String, u64)>,
 }
 
 /// Everything observed; shared between the tasks of a run.

@@ -104,6 +104,7 @@ pub fn charts(
 
     let mut lag: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let mut rss: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut replicas: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for sample in &recording.samples {
         let at = sample.at.as_secs_f64();
         for (stage, value) in &sample.lag {
@@ -112,11 +113,14 @@ pub fn charts(
         for (worker, bytes) in &sample.rss {
             rss.entry(worker.clone()).or_default().push((at, *bytes as f64 / (1 << 20) as f64));
         }
+        for (stage, count) in &sample.replicas {
+            replicas.entry(stage.clone()).or_default().push((at, *count as f64));
+        }
     }
     let named = |map: BTreeMap<String, Vec<(f64, f64)>>| -> Vec<Series> {
         map.into_iter().map(|(name, points)| Series { name, points }).collect()
     };
-    vec![
+    let mut charts = vec![
         (
             "latency.svg",
             "Document latency (due to result)",
@@ -131,7 +135,12 @@ pub fn charts(
         ),
         ("lag.svg", "Consumer lag per stage", "messages", named(lag)),
         ("rss.svg", "Worker resident memory", "MiB", named(rss)),
-    ]
+    ];
+    // Only runs under `pagestream up` have replica counts to show.
+    if !replicas.is_empty() {
+        charts.push(("replicas.svg", "Worker processes per stage", "workers", named(replicas)));
+    }
+    charts
 }
 
 /// `<out>/<scenario>-<UTC time>/`.
@@ -203,9 +212,21 @@ pub fn markdown(
 
     let _ = writeln!(
         md,
-        "\n## Throughput\n\n{:.2} pages/s, {:.2} pages/s per core.\n",
-        figures.pages_per_second, figures.pages_per_second_per_core
+        "\n## Throughput\n\n{:.2} pages/s, {:.2} pages/s per core; {:.1} s from the first due time to the last result.\n",
+        figures.pages_per_second, figures.pages_per_second_per_core, figures.drain_s
     );
+    if !figures.replicas.is_empty() {
+        md.push_str("## Worker processes per stage\n\n| stage | least | most | most first at | back to least at |\n|---|---|---|---|---|\n");
+        for (stage, r) in &figures.replicas {
+            let back = r.back_at_s.map_or("-".to_string(), |s| format!("{s:.0} s"));
+            let _ = writeln!(
+                md,
+                "| {stage} | {} | {} | {:.0} s | {back} |",
+                r.least, r.most, r.most_at_s
+            );
+        }
+        md.push('\n');
+    }
 
     md.push_str("## Time per page and stage (ms, mean)\n\n| stage | pages | processing | of it inference | queue wait |\n|---|---|---|---|---|\n");
     for stage in &figures.stages {

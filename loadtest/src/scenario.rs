@@ -8,6 +8,8 @@
 //! documents = 50           # how many documents (burst, bulk)
 //! seed = 7                 # of the arrival times and the document draw
 //! drain_timeout = "5m"     # how long to wait for the last results
+//! quiet_before = "0s"      # idle time before the first arrival
+//! quiet_after = "0s"       # idle time kept after the last result (scale-down)
 //! [mix]
 //! digital = 0.5            # share of digital documents, the rest scanned
 //! [slo]
@@ -91,6 +93,13 @@ pub struct Scenario {
     /// How long to wait for outstanding results after the last arrival.
     #[serde(default = "default_drain", deserialize_with = "duration")]
     pub drain_timeout: Duration,
+    /// Idle time before the first arrival (every arrival moves by it).
+    #[serde(default, deserialize_with = "duration")]
+    pub quiet_before: Duration,
+    /// Idle time after the last result, still sampled: what an autoscaler
+    /// does once the load is gone.
+    #[serde(default, deserialize_with = "duration")]
+    pub quiet_after: Duration,
     #[serde(default)]
     pub mix: Mix,
     pub slo: Slo,
@@ -147,8 +156,17 @@ impl Scenario {
     /// When each document is due, from the start of the run. Steady and
     /// soak: Poisson arrivals (exponential gaps) at `rate`, open loop, so a
     /// slow pipeline cannot slow the arrivals down; burst and bulk: all at
-    /// zero (bulk is then paced by backpressure alone).
+    /// zero (bulk is then paced by backpressure alone). All of them after
+    /// `quiet_before`.
     pub fn arrivals(&self) -> Vec<Duration> {
+        let mut arrivals = self.arrivals_from_zero();
+        for arrival in &mut arrivals {
+            *arrival += self.quiet_before;
+        }
+        arrivals
+    }
+
+    fn arrivals_from_zero(&self) -> Vec<Duration> {
         match self.kind {
             Kind::Burst | Kind::Bulk => vec![Duration::ZERO; self.documents],
             Kind::Steady | Kind::Soak => {
@@ -222,6 +240,9 @@ mod tests {
         let text = STEADY.replace("kind = \"steady\"", "kind = \"burst\"\ndocuments = 7");
         let scenario = Scenario::parse(&text, "burst.toml").unwrap();
         assert_eq!(scenario.arrivals(), vec![Duration::ZERO; 7]);
+        let quiet = text.replace("documents = 7", "documents = 2\nquiet_before = \"20s\"");
+        let scenario = Scenario::parse(&quiet, "burst.toml").unwrap();
+        assert_eq!(scenario.arrivals(), vec![Duration::from_secs(20); 2]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `--spawn`: a local pipeline for the run, stopped after it: a
 //! `nats-server -js` on a free loopback port with a store of its own, the
-//! streams of the topology, and `pagestream worker` processes (each `--stage
-//! all`, or one pool per stage) serving metrics on loopback.
+//! streams of the topology, and either `pagestream worker` processes (each
+//! `--stage all`, or one per stage) or `pagestream up` scaling a pool per
+//! stage, serving metrics on loopback.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -44,9 +45,17 @@ fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> a
     Ok(())
 }
 
+/// The workers of a spawned pipeline.
+#[derive(Debug, Clone)]
+pub enum Workers {
+    /// One `pagestream worker` process per entry, its `--stage` (`all` or a stage).
+    Fixed(Vec<String>),
+    /// `pagestream up` with these extra options (e.g. `--max-replicas 3`).
+    Up(Vec<String>),
+}
+
 impl Spawned {
-    /// Starts the server and one worker process of `pagestream` (the
-    /// binary) per entry of `pools` (its `--stage`: `all`, or a stage), with
+    /// Starts the server and `workers` of `pagestream` (the binary), with
     /// `topology_file` (or the built-in topology) and the libraries and
     /// models in `home`.
     pub async fn start(
@@ -54,7 +63,7 @@ impl Spawned {
         topology_file: Option<&Path>,
         topology: &topology::Pipeline,
         home: &Path,
-        pools: &[String],
+        workers: &Workers,
     ) -> anyhow::Result<Spawned> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
@@ -88,12 +97,28 @@ impl Spawned {
         let plan = provision::plan(topology, &Route::from_topology(topology));
         provision::apply(&js, &plan, false).await?;
 
-        for (i, stages) in pools.iter().enumerate() {
+        let commands: Vec<(String, Vec<String>)> = match workers {
+            Workers::Fixed(pools) => pools
+                .iter()
+                .enumerate()
+                .map(|(i, stages)| {
+                    let name = match stages.as_str() {
+                        "all" => format!("worker-{i}"),
+                        stage => format!("worker-{stage}"),
+                    };
+                    (name, vec!["worker".into(), "--stage".into(), stages.clone()])
+                })
+                .collect(),
+            Workers::Up(options) => {
+                let logs = spawned._dir.path().join("workers").display().to_string();
+                let mut args = vec!["-v".into(), "up".into(), "--output".into(), "json".into()];
+                args.extend(["--log-dir".into(), logs]);
+                args.extend(options.iter().cloned());
+                vec![("up".to_string(), args)]
+            }
+        };
+        for (name, args) in commands {
             let metrics_port = free_port()?;
-            let name = match stages.as_str() {
-                "all" => format!("worker-{i}"),
-                stage => format!("worker-{stage}"),
-            };
             let log = spawned._dir.path().join(format!("{name}.log"));
             let mut command = Command::new(pagestream);
             command.arg("--nats-url").arg(&url).arg("--store").arg(&store).arg("--home").arg(home);
@@ -101,7 +126,8 @@ impl Spawned {
                 command.arg("--topology").arg(file);
             }
             let child = command
-                .args(["worker", "--stage", stages, "--metrics-addr"])
+                .args(&args)
+                .arg("--metrics-addr")
                 .arg(format!("127.0.0.1:{metrics_port}"))
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log)?)
@@ -122,13 +148,14 @@ impl Spawned {
         Ok(spawned)
     }
 
-    /// Stops the workers with SIGTERM (they drain), then the server.
+    /// Stops the workers (or `pagestream up`, which stops its own) with
+    /// SIGTERM, so they drain, then the server.
     pub fn stop(mut self) {
         for worker in &self.workers {
             let _ = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status();
         }
         for worker in &mut self.workers {
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + Duration::from_secs(60);
             while worker.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }

@@ -15,8 +15,12 @@ const TOLERANCE_PERCENT: u128 = 10;
 /// `ceil(lag / lag_threshold)` clamped to `[min_replicas, max_replicas]`.
 ///
 /// Like the HPA, keeps `current` while the lag is within 10 % of
-/// `current * lag_threshold`.
+/// `current * lag_threshold`. Like KEDA, a pool that may scale to zero
+/// (`min_replicas = 0`) has none while the lag is at most `activation_lag`.
 pub fn desired_replicas(lag: u64, policy: &ScalingPolicy, current: u32) -> u32 {
+    if policy.min_replicas == 0 && lag <= policy.activation_lag {
+        return 0;
+    }
     let threshold = policy.lag_threshold.max(1);
     let capacity = u128::from(current) * u128::from(threshold);
     let steady =
@@ -104,6 +108,18 @@ mod tests {
         assert_eq!(desired_replicas(1_000, &policy, 3), 5);
         assert_eq!(desired_replicas(u64::MAX, &policy, 3), 5);
         assert_eq!(desired_replicas(u64::MAX, &ScalingPolicy { lag_threshold: 1, ..policy }, 3), 5);
+    }
+
+    #[test]
+    fn a_pool_that_may_scale_to_zero_wakes_above_the_activation_lag() {
+        let policy = ScalingPolicy { activation_lag: 3, ..policy(10, 0, 5) };
+        assert_eq!(desired_replicas(3, &policy, 0), 0);
+        assert_eq!(desired_replicas(3, &policy, 2), 0);
+        assert_eq!(desired_replicas(4, &policy, 0), 1);
+        // with a minimum above zero the activation lag changes nothing
+        let policy = ScalingPolicy { min_replicas: 1, ..policy };
+        assert_eq!(desired_replicas(0, &policy, 0), 1);
+        assert_eq!(desired_replicas(3, &policy, 2), 1);
     }
 
     #[test]

@@ -18,3 +18,4 @@ pub mod pdf;
 pub mod pipeline;
 pub mod registry;
 pub mod steps;
+pub mod supervisor;

@@ -40,6 +40,12 @@ pub mod names {
     pub const DOCUMENT_SECONDS_PER_PAGE: &str = "pagestream_document_seconds_per_page";
     pub const HANDOFF_BYTES: &str = "pagestream_handoff_bytes_total";
     pub const HANDOFFS: &str = "pagestream_handoffs_total";
+    pub const STAGE_LAG: &str = "pagestream_stage_lag";
+    pub const STAGE_LAG_UP: &str = "pagestream_stage_lag_up";
+    pub const STAGE_LAG_ERRORS: &str = "pagestream_stage_lag_errors_total";
+    pub const STAGE_REPLICAS: &str = "pagestream_stage_replicas";
+    pub const STAGE_DESIRED_REPLICAS: &str = "pagestream_stage_desired_replicas";
+    pub const WORKER_RESTARTS: &str = "pagestream_worker_restarts_total";
 }
 
 /// The metrics of one worker process.
@@ -90,6 +96,20 @@ pub struct Metrics {
     pub handoff_bytes: IntCounterVec,
     /// Page messages handed to a stage, label `to_stage`.
     pub handoffs: IntCounterVec,
+    /// A stage's consumer lag read once for the whole pool (by `pagestream
+    /// up` or `pagestream metrics-exporter`, never by the workers), label
+    /// `stage`; absent while it cannot be read.
+    pub stage_lag: IntGaugeVec,
+    /// Whether the last read of a stage's lag succeeded (1) or not (0).
+    pub stage_lag_up: IntGaugeVec,
+    /// Failed reads of a stage's lag, labels `stage`, `reason`.
+    pub stage_lag_errors: IntCounterVec,
+    /// Worker processes serving a stage (`pagestream up`), label `stage`.
+    pub stage_replicas: IntGaugeVec,
+    /// Worker processes a stage's lag asks for (`pagestream up`), label `stage`.
+    pub stage_desired_replicas: IntGaugeVec,
+    /// Worker processes restarted after they exited unasked, label `stage`.
+    pub worker_restarts: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -183,6 +203,32 @@ impl Metrics {
                 &["to_stage", "via"],
             ),
             handoffs: counter(HANDOFFS, "Page messages handed to a stage", &["to_stage"]),
+            stage_lag: gauge(
+                STAGE_LAG,
+                "Pending plus ack-pending messages of a stage's consumer, read from its leader",
+                &["stage"],
+            ),
+            stage_lag_up: gauge(
+                STAGE_LAG_UP,
+                "Whether the last read of a stage's lag succeeded",
+                &["stage"],
+            ),
+            stage_lag_errors: counter(
+                STAGE_LAG_ERRORS,
+                "Failed reads of a stage's lag",
+                &["stage", "reason"],
+            ),
+            stage_replicas: gauge(STAGE_REPLICAS, "Worker processes serving a stage", &["stage"]),
+            stage_desired_replicas: gauge(
+                STAGE_DESIRED_REPLICAS,
+                "Worker processes a stage's lag asks for",
+                &["stage"],
+            ),
+            worker_restarts: counter(
+                WORKER_RESTARTS,
+                "Worker processes restarted after they exited unasked",
+                &["stage"],
+            ),
             registry,
         }
     }
@@ -330,6 +376,63 @@ async fn answer(
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// `GET /metrics` of another process at `address` (`host:port`); none when
+/// it does not answer within 2 s.
+pub async fn scrape(address: &str) -> Option<String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(address).await.ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: scraper\r\n\r\n").await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        Some(response)
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange).await.ok().flatten()
+}
+
+/// `(labels, value)` of every sample of `name` in Prometheus text
+/// (`labels` as written between the braces, empty without them).
+pub fn samples<'t>(text: &'t str, name: &'t str) -> impl Iterator<Item = (&'t str, f64)> + 't {
+    text.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        Some((labels, value.trim().parse().ok()?))
+    })
+}
+
+/// Sum of the samples of `name` whose labels include every pair of
+/// `labels`; none when there is no such sample.
+pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for (sample_labels, value) in samples(text, name) {
+        let wanted = labels.iter().all(|(key, expected)| {
+            sample_labels.split(',').any(|pair| pair == format!("{key}=\"{expected}\""))
+        });
+        if wanted {
+            *found.get_or_insert(0.0) += value;
+        }
+    }
+    found
+}
+
+/// The cumulative buckets `(le, count)` of histogram `name` for `stage`, by `le`.
+pub fn histogram(text: &str, name: &str, stage: &str) -> Vec<(f64, f64)> {
+    let bucket = format!("{name}_bucket");
+    let stage = format!("stage=\"{stage}\"");
+    let mut buckets: Vec<(f64, f64)> = samples(text, &bucket)
+        .filter(|(labels, _)| labels.split(',').any(|pair| pair == stage))
+        .filter_map(|(labels, count)| {
+            let le = labels.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use workers::deploy::{self, Options};
+use workers::deploy::{self, Options, Scaler};
 use workers::jetstream::Route;
 use workers::jetstream::provision;
 
@@ -172,5 +172,48 @@ fn every_pod_meets_the_restricted_pod_security_standard() {
             }
         }
     }
-    assert_eq!(count, embedded().stages().len() + 1);
+    // every stage, the streams Job, the metrics exporter
+    assert_eq!(count, embedded().stages().len() + 2);
+}
+
+#[test]
+fn the_prometheus_scaler_reads_the_exporters_lag_of_each_stage() {
+    let topology = embedded();
+    let server_address = "http://prometheus.example:9090".to_string();
+    let options = Options {
+        scaler: Scaler::Prometheus { server_address: server_address.clone() },
+        ..Options::default()
+    };
+    let objects = deploy::objects(&topology, &options);
+    for stage in topology.stages() {
+        let trigger = &scaled_object(&objects, stage.name())["spec"]["triggers"][0];
+        assert_eq!(trigger["type"], "prometheus");
+        let metadata = trigger["metadata"].as_object().unwrap();
+        assert!(metadata.values().all(Value::is_string), "{metadata:?}");
+        assert_eq!(metadata["serverAddress"], server_address.as_str());
+        assert_eq!(
+            metadata["query"],
+            format!(
+                "max(pagestream_stage_lag{{namespace=\"pagestream\",stage=\"{}\"}})",
+                stage.name()
+            )
+        );
+        assert_eq!(metadata["threshold"], stage.scaling().lag_threshold.to_string().as_str());
+        // no sample must not read as zero lag
+        assert_eq!(metadata["ignoreNullValues"], "false");
+    }
+    // The exporter is rendered either way: one replica running `metrics-exporter`.
+    let (_, exporter) = objects.iter().find(|(file, _)| file == "metrics-exporter.yaml").unwrap();
+    assert_eq!(exporter[0]["spec"]["replicas"], 1);
+    let container = &exporter[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["args"], serde_json::json!(["metrics-exporter"]));
+    // Everything else is the same as with the nats-jetstream trigger.
+    let jetstream = deploy::objects(&topology, &Options::default());
+    for ((file, with_prometheus), (_, with_jetstream)) in objects.iter().zip(&jetstream) {
+        for (a, b) in with_prometheus.iter().zip(with_jetstream) {
+            if a["kind"] != "ScaledObject" {
+                assert_eq!(a, b, "{file}");
+            }
+        }
+    }
 }

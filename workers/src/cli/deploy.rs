@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use crate::deploy::{self, File, Options};
+use crate::deploy::{self, File, Options, Scaler};
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
@@ -20,7 +20,8 @@ pub struct DeployArgs {
 #[derive(Debug, Subcommand)]
 pub enum DeployCommand {
     /// Write one Deployment, KEDA ScaledObject and PodDisruptionBudget per
-    /// stage, the streams Job and their kustomization from the topology
+    /// stage, the streams Job, the metrics exporter and their kustomization
+    /// from the topology
     Render {
         /// Folder the files go to; other files in it are removed
         #[arg(long, default_value = deploy::DEFAULT_OUT, value_name = "DIR")]
@@ -28,18 +29,36 @@ pub enum DeployCommand {
         /// Change nothing: fail when the folder differs from what would be written
         #[arg(long)]
         check: bool,
+        /// What KEDA scales on: `jetstream` (NATS' /jsz) or `prometheus`
+        /// (`pagestream_stage_lag` of the metrics exporter)
+        #[arg(long, value_enum, default_value_t = ScalerKind::Jetstream)]
+        scaler: ScalerKind,
+        /// With --scaler prometheus: Prometheus' address inside the cluster
+        #[arg(long, default_value = deploy::PROMETHEUS_ADDRESS, value_name = "URL")]
+        prometheus: String,
     },
 }
 
+/// `--scaler`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScalerKind {
+    Jetstream,
+    Prometheus,
+}
+
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let DeployCommand::Render { out, check } = args.command;
+    let DeployCommand::Render { out, check, scaler, prometheus } = args.command;
+    let scaler = match scaler {
+        ScalerKind::Jetstream => Scaler::Jetstream,
+        ScalerKind::Prometheus => Scaler::Prometheus { server_address: prometheus },
+    };
     let topology = super::load_topology(global)?;
     let text = match &global.topology {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?,
         None => topology::EMBEDDED.to_string(),
     };
-    let files = deploy::render(&topology, &text, &Options::default());
+    let files = deploy::render(&topology, &text, &Options { scaler, ..Options::default() });
     let stale = stale_files(&out, &files)?;
     if check {
         let differing: Vec<&str> = files

@@ -4,12 +4,14 @@ mod analyze;
 mod cancel;
 mod deploy;
 mod dlq;
+mod exporter;
 mod ingest;
 mod result;
 mod status;
 mod streams;
 mod submit;
 mod topology_check;
+mod up;
 mod watch;
 mod webhooks;
 mod worker;
@@ -23,12 +25,14 @@ pub use analyze::AnalyzeArgs;
 pub use cancel::CancelArgs;
 pub use deploy::DeployArgs;
 pub use dlq::DlqArgs;
+pub use exporter::ExporterArgs;
 pub use ingest::IngestArgs;
 pub use result::ResultArgs;
 pub use status::StatusArgs;
 pub use streams::StreamsArgs;
 pub use submit::SubmitArgs;
 pub use topology_check::TopologyArgs;
+pub use up::UpArgs;
 pub use watch::WatchArgs;
 pub use webhooks::WebhooksArgs;
 pub use worker::WorkerArgs;
@@ -118,6 +122,12 @@ pub enum Command {
     Streams(StreamsArgs),
     /// Serve stages from NATS JetStream until SIGTERM
     Worker(WorkerArgs),
+    /// Run the whole pipeline on this host: one pool of workers per stage,
+    /// each scaled on its stage's lag
+    Up(UpArgs),
+    /// Export each stage's lag, read from the consumers' leaders, for
+    /// Prometheus (one replica per deployment)
+    MetricsExporter(ExporterArgs),
     /// Show where a document stands
     Status(StatusArgs),
     /// Cancel a document: its remaining pages are skipped
@@ -146,6 +156,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topology(args) => topology_check::run(&cli.global, args),
         Command::Streams(args) => streams::run(&cli.global, args),
         Command::Worker(args) => worker::run(&cli.global, args),
+        Command::Up(args) => up::run(&cli.global, args),
+        Command::MetricsExporter(args) => exporter::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, args),
         Command::Cancel(args) => cancel::run(&cli.global, args),
         Command::Dlq(args) => dlq::run(&cli.global, args),

@@ -2,7 +2,8 @@
 //! and the pipeline cannot drift apart: per stage a worker `Deployment`, a
 //! KEDA `ScaledObject` scaling it on its consumer's lag and a
 //! `PodDisruptionBudget`; the `Job` that provisions streams and consumers;
-//! the topology itself as a ConfigMap the workers read.
+//! the metrics exporter, the one reader of every stage's lag; the topology
+//! itself as a ConfigMap the workers read.
 //!
 //! The objects name the rest of the deployment by contract: ConfigMap
 //! `pagestream-config` (`nats-url`, `store`), Secrets
@@ -38,6 +39,23 @@ const METRICS_PORT: u16 = 9464;
 const DRAIN: Duration = Duration::from_secs(25);
 const KILL_MARGIN: Duration = Duration::from_secs(15);
 
+/// What KEDA reads each stage's lag from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scaler {
+    /// KEDA's `nats-jetstream` trigger: `/jsz` of the server it reaches.
+    /// Exact on one server; on a cluster a follower's view can be stale.
+    Jetstream,
+    /// KEDA's `prometheus` trigger on `pagestream_stage_lag`, which the
+    /// metrics exporter reads from the consumers' leaders.
+    Prometheus {
+        /// Prometheus' HTTP API, e.g. kube-prometheus' `http://prometheus-k8s.monitoring.svc:9090`.
+        server_address: String,
+    },
+}
+
+/// kube-prometheus' Prometheus inside the cluster.
+pub const PROMETHEUS_ADDRESS: &str = "http://prometheus-k8s.monitoring.svc:9090";
+
 /// What the rendered objects refer to outside the topology.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -47,6 +65,9 @@ pub struct Options {
     pub nats_monitoring_endpoint: String,
     /// The NATS account holding the streams (`deploy/nats/accounts.conf`).
     pub nats_account: String,
+    /// The namespace the objects run in (`deploy/base/namespace.yaml`).
+    pub namespace: String,
+    pub scaler: Scaler,
 }
 
 impl Default for Options {
@@ -55,6 +76,8 @@ impl Default for Options {
             image: "pagestream".into(),
             nats_monitoring_endpoint: "nats-headless.pagestream.svc.cluster.local:8222".into(),
             nats_account: "PAGESTREAM".into(),
+            namespace: "pagestream".into(),
+            scaler: Scaler::Jetstream,
         }
     }
 }
@@ -101,6 +124,7 @@ pub fn objects(topology: &Pipeline, options: &Options) -> Vec<(String, Vec<Value
         })
         .collect();
     files.push(("streams-job.yaml".into(), vec![streams_job(options)]));
+    files.push(("metrics-exporter.yaml".into(), vec![metrics_exporter(options)]));
     files
 }
 
@@ -191,9 +215,10 @@ fn deployment(stage: &Stage, options: &Options) -> Value {
     })
 }
 
-/// KEDA's `nats-jetstream` trigger on the stage's durable consumer, with
-/// the topology's policy: `desired = ceil(lag / lag_threshold)` within
-/// `[min, max]`, scale-down held for the cooldown.
+/// KEDA scaling the stage on its durable consumer's lag (read as
+/// [`Options::scaler`] says), with the topology's policy: `desired =
+/// ceil(lag / lag_threshold)` within `[min, max]`, scale-down held for the
+/// cooldown.
 fn scaled_object(stage: &Stage, stream: &str, consumer: &str, options: &Options) -> Value {
     let scaling = stage.scaling();
     let cooldown = scaling.cooldown.as_secs();
@@ -218,18 +243,92 @@ fn scaled_object(stage: &Stage, stream: &str, consumer: &str, options: &Options)
                     },
                 },
             },
-            "triggers": [{
-                "type": "nats-jetstream",
-                "metadata": {
-                    "natsServerMonitoringEndpoint": options.nats_monitoring_endpoint,
-                    "account": options.nats_account,
-                    "stream": stream,
-                    "consumer": consumer,
-                    "lagThreshold": scaling.lag_threshold.to_string(),
-                    "activationLagThreshold": scaling.activation_lag.to_string(),
-                    "useHttps": "false",
-                },
-            }],
+            "triggers": [trigger(stage, stream, consumer, options)],
+        },
+    })
+}
+
+fn trigger(stage: &Stage, stream: &str, consumer: &str, options: &Options) -> Value {
+    let scaling = stage.scaling();
+    match &options.scaler {
+        Scaler::Jetstream => json!({
+            "type": "nats-jetstream",
+            "metadata": {
+                "natsServerMonitoringEndpoint": options.nats_monitoring_endpoint,
+                "account": options.nats_account,
+                "stream": stream,
+                "consumer": consumer,
+                "lagThreshold": scaling.lag_threshold.to_string(),
+                "activationLagThreshold": scaling.activation_lag.to_string(),
+                "useHttps": "false",
+            },
+        }),
+        Scaler::Prometheus { server_address } => json!({
+            "type": "prometheus",
+            "metadata": {
+                "serverAddress": server_address,
+                "query": format!(
+                    "max({}{{namespace=\"{}\",stage=\"{}\"}})",
+                    crate::metrics::names::STAGE_LAG,
+                    options.namespace,
+                    stage.name()
+                ),
+                "threshold": scaling.lag_threshold.to_string(),
+                "activationThreshold": scaling.activation_lag.to_string(),
+                // No sample (the exporter down, the consumer missing) is an
+                // error, so KEDA runs the fallback count, not the minimum.
+                "ignoreNullValues": "false",
+            },
+        }),
+    }
+}
+
+/// `pagestream metrics-exporter`: one replica reading every stage's lag
+/// from the consumers' leaders. Labelled as a worker (component
+/// `metrics-exporter`), so the workers' network policies and PodMonitor
+/// apply to it.
+fn metrics_exporter(options: &Options) -> Value {
+    let labels = stage_labels("metrics-exporter");
+    let mut container = container("metrics-exporter", json!(["metrics-exporter"]), options);
+    container["ports"] = json!([{"name": "metrics", "containerPort": METRICS_PORT}]);
+    container["livenessProbe"] =
+        json!({"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10});
+    container["readinessProbe"] =
+        json!({"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5});
+    container["resources"] = json!({
+        "requests": {"cpu": "20m", "memory": "32Mi"},
+        "limits": {"cpu": "200m", "memory": "128Mi"},
+    });
+    container["env"] = env(false);
+    container["volumeMounts"] = json!([
+        {"name": "topology", "mountPath": TOPOLOGY_DIR, "readOnly": true},
+        {"name": "nats-ca", "mountPath": "/etc/pagestream/nats-ca", "readOnly": true},
+    ]);
+    let mut pod = pod_spec(container);
+    pod["volumes"] = json!([
+        {"name": "topology", "configMap": {"name": "pagestream-topology"}},
+        {"name": "nats-ca", "secret": {"secretName": "nats-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+    ]);
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "pagestream-metrics-exporter",
+            "labels": labels,
+            "annotations": checkov_skips(&[
+                ("CKV_K8S_35", "the NATS password comes from a Secret through the environment, the only way the CLI reads it"),
+                ("CKV_K8S_43", "the overlays pin the image by tag (kustomize images:); a release pins the digest there"),
+            ]),
+        },
+        "spec": {
+            // One reader: two would only read the same numbers twice.
+            "replicas": 1,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": {
+                "app.kubernetes.io/name": "pagestream-worker",
+                "app.kubernetes.io/component": "metrics-exporter",
+            }},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     })
 }

@@ -19,6 +19,7 @@ pub mod advisory;
 pub mod assemble;
 pub mod claim_check;
 pub mod dlq;
+pub mod lag;
 pub mod local;
 pub mod payload;
 pub mod provision;

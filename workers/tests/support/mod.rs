@@ -572,3 +572,124 @@ impl Drop for WorkerProcess {
         self.kill();
     }
 }
+
+/// A free loopback port (bound and released: another process may take it
+/// before it is used, which the callers' retries absorb).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One server of a [`NatsCluster`].
+pub struct ClusterNode {
+    child: Option<Child>,
+    pub name: String,
+    pub port: u16,
+    cluster_port: u16,
+    routes: String,
+    store: TempDir,
+}
+
+impl ClusterNode {
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-n", &self.name])
+            .args(["--cluster_name", "pagestream", "--cluster"])
+            .arg(format!("nats://127.0.0.1:{}", self.cluster_port))
+            .arg("--routes")
+            .arg(&self.routes)
+            .arg("-sd")
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be on PATH (./setup installs it)");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: the server is gone at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `size` JetStream servers on loopback, routed into one cluster (every
+/// server lists the others' cluster ports).
+pub struct NatsCluster {
+    pub nodes: Vec<ClusterNode>,
+}
+
+impl NatsCluster {
+    /// Starts the servers and waits until each accepts connections (the
+    /// JetStream meta leader is elected a little later: see
+    /// [`NatsCluster::apply`]).
+    pub fn start(size: usize) -> Self {
+        let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let mut nodes: Vec<ClusterNode> = (0..size)
+            .map(|i| {
+                let routes: Vec<String> = cluster_ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, port)| format!("nats://127.0.0.1:{port}"))
+                    .collect();
+                ClusterNode {
+                    child: None,
+                    name: format!("n{i}"),
+                    port: free_port(),
+                    cluster_port: cluster_ports[i],
+                    routes: routes.join(","),
+                    store: tempfile::tempdir().unwrap(),
+                }
+            })
+            .collect();
+        for node in &mut nodes {
+            node.spawn();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
+                assert!(Instant::now() < deadline, "{} did not start", node.name);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        NatsCluster { nodes }
+    }
+
+    /// The node called `name`.
+    pub fn node(&mut self, name: &str) -> &mut ClusterNode {
+        self.nodes.iter_mut().find(|n| n.name == name).unwrap()
+    }
+
+    /// Applies the streams of `topology` through `js`, retrying while the
+    /// cluster elects its JetStream leader.
+    pub async fn apply(js: &Context, topology: &topology::Pipeline) {
+        let plan = provision::plan(topology, &Route::from_topology(topology));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match provision::apply(js, &plan, false).await {
+                Ok(_) => return,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "streams not applied: {error}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+}
