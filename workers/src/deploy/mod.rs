@@ -284,11 +284,14 @@ fn trigger(stage: &Stage, stream: &str, consumer: &str, options: &Options) -> Va
 }
 
 /// `pagestream metrics-exporter`: one replica reading every stage's lag
-/// from the consumers' leaders. Labelled as a worker (component
-/// `metrics-exporter`), so the workers' network policies and PodMonitor
-/// apply to it.
+/// from the consumers' leaders (network policies and the PodMonitor name
+/// it beside the workers).
 fn metrics_exporter(options: &Options) -> Value {
-    let labels = stage_labels("metrics-exporter");
+    let selector = json!({"app.kubernetes.io/name": "pagestream-metrics-exporter"});
+    let labels = json!({
+        "app.kubernetes.io/name": "pagestream-metrics-exporter",
+        "app.kubernetes.io/part-of": "pagestream",
+    });
     let mut container = container("metrics-exporter", json!(["metrics-exporter"]), options);
     container["ports"] = json!([{"name": "metrics", "containerPort": METRICS_PORT}]);
     container["livenessProbe"] =
@@ -324,10 +327,7 @@ fn metrics_exporter(options: &Options) -> Value {
             // One reader: two would only read the same numbers twice.
             "replicas": 1,
             "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": {
-                "app.kubernetes.io/name": "pagestream-worker",
-                "app.kubernetes.io/component": "metrics-exporter",
-            }},
+            "selector": {"matchLabels": selector},
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     })
