@@ -2,7 +2,8 @@
 //! under a burst of long PDFs the stage holding the work scales to its
 //! maximum while the others stay at their minimum, every page arrives
 //! exactly once, the pool returns to its minimum after the cooldown; a
-//! killed worker is replaced; SIGTERM drains and stops every worker.
+//! killed worker is replaced; SIGTERM drains and stops every worker; with
+//! `--start-nats` and no server, it starts one and stops it again.
 //!
 //! Needs what `./setup` installs in `.pagestream/` (PDFium, the corpus).
 #![allow(clippy::unwrap_used)]
@@ -243,4 +244,49 @@ async fn a_killed_worker_is_replaced() {
     let states = cluster.wait_finished(&[id], Duration::from_secs(120)).await;
     assert_eq!(states[0].pages.len(), 17);
     assert!(up.terminate());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_nats_brings_a_server_up_and_down_with_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = dir.path().join("pipeline.toml");
+    std::fs::write(&topology, scaling_topology()).unwrap();
+    let port = support::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let store = dir.path().join("nats");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pagestream"))
+        .args(["--nats-url", &url, "--home"])
+        .arg(home())
+        .arg("--topology")
+        .arg(&topology)
+        .arg("--store")
+        .arg(format!("file://{}", dir.path().join("store").display()))
+        .args(["up", "--start-nats", "--output", "json", "--interval", "500ms"])
+        .args(["--metrics-addr", "", "--nats-store"])
+        .arg(&store)
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first status line comes once the streams are applied and the
+    // pools started.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let status: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(status["stages"].as_array().unwrap().len(), 3);
+    let js = workers::jetstream::context(support::connect(&url).await);
+    for stream in [schemas::subjects::STREAM_DOCS, schemas::subjects::STREAM_WORK] {
+        js.get_stream(stream).await.unwrap_or_else(|e| panic!("{stream}: {e}"));
+    }
+    assert!(store.join("jetstream").is_dir(), "the store is where --nats-store says");
+    drop(js);
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the server stopped with pagestream up"
+    );
 }

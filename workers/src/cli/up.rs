@@ -24,10 +24,13 @@ use crate::supervisor::{Options, StageStatus, Supervisor};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Start a local `nats-server -js` (store in <home>/nats) when none
-    /// answers at --nats-url (a loopback address)
+    /// Start a local `nats-server -js` when none answers at --nats-url (a
+    /// loopback address); it stops with this command
     #[arg(long)]
     pub start_nats: bool,
+    /// With --start-nats: the server's JetStream store [default: <home>/nats]
+    #[arg(long, value_name = "DIR", requires = "start_nats")]
+    pub nats_store: Option<PathBuf>,
     /// How often the lags are read and the pools resized
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
@@ -78,7 +81,8 @@ pub fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> {
             Ok(client) => client,
             Err(error) if args.start_nats => {
                 tracing::info!(%error, "no server answers: starting one");
-                nats = Some(LocalNats::start(&global.nats_url, &home.root().join("nats"))?);
+                let store = args.nats_store.clone().unwrap_or_else(|| home.root().join("nats"));
+                nats = Some(LocalNats::start(&global.nats_url, &store)?);
                 jetstream::connect(&connect_config(global, "pagestream-up", true)).await?
             }
             Err(error) => return Err(error).context("no NATS server (--start-nats starts one)"),
