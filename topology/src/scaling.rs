@@ -3,6 +3,7 @@
 //! autoscaler and for tests; Kubernetes applies the same policy through
 //! KEDA ScaledObjects generated from the topology.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::settings::ScalingPolicy;
@@ -30,21 +31,23 @@ pub fn desired_replicas(lag: u64, policy: &ScalingPolicy, current: u32) -> u32 {
     desired.min(policy.max_replicas).max(policy.min_replicas)
 }
 
-/// A pool's replica count over time: scales up at once, scales down only
-/// after the lag has asked for fewer replicas for a whole `cooldown`, and
-/// then to the most replicas asked for during that time.
+/// A pool's replica count over time, as the HPA moves it: up at once to
+/// what the lag asks for; down only to the most asked for during the last
+/// `cooldown` (the HPA's scale-down stabilisation window), so a pool shrinks
+/// once the lag has asked for fewer replicas for a whole cooldown.
 #[derive(Debug, Clone)]
 pub struct Autoscaler {
     policy: ScalingPolicy,
     replicas: u32,
-    /// Since when fewer replicas have been asked for, and the most asked for since.
-    lower: Option<(Instant, u32)>,
+    /// What was asked for when, over the last cooldown; the starting count
+    /// counts as asked for at the first observation.
+    recent: VecDeque<(Instant, u32)>,
 }
 
 impl Autoscaler {
     /// Starts at `replicas`.
     pub fn new(policy: ScalingPolicy, replicas: u32) -> Self {
-        Autoscaler { policy, replicas, lower: None }
+        Autoscaler { policy, replicas, recent: VecDeque::new() }
     }
 
     /// The current replica count.
@@ -54,22 +57,22 @@ impl Autoscaler {
 
     /// Takes a lag observed at `now` and returns the replica count to run.
     pub fn observe(&mut self, lag: u64, now: Instant) -> u32 {
+        if self.recent.is_empty() {
+            self.recent.push_back((now, self.replicas));
+        }
         let desired = desired_replicas(lag, &self.policy, self.replicas);
-        if desired >= self.replicas {
-            self.replicas = desired;
-            self.lower = None;
-            return self.replicas;
+        self.recent.push_back((now, desired));
+        let cooldown = self.policy.cooldown;
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > cooldown)
+        {
+            self.recent.pop_front();
         }
-        let (since, most) = match self.lower {
-            Some((since, most)) => (since, most.max(desired)),
-            None => (now, desired),
-        };
-        if now.saturating_duration_since(since) >= self.policy.cooldown {
-            self.replicas = most;
-            self.lower = None;
-        } else {
-            self.lower = Some((since, most));
-        }
+        let most_recently = self.recent.iter().map(|(_, asked)| *asked).max().unwrap_or(desired);
+        self.replicas =
+            if desired >= self.replicas { desired } else { most_recently.min(self.replicas) };
         self.replicas
     }
 }
@@ -143,22 +146,26 @@ mod tests {
         // the lag falls: nothing changes before the cooldown is over
         assert_eq!(scaler.observe(10, at(10)), 8);
         assert_eq!(scaler.observe(30, at(40)), 8);
-        // after it, the pool shrinks to the most asked for during the cooldown
+        // after it, the pool shrinks to the most asked for during the last
+        // cooldown (3, at second 40)
         assert_eq!(scaler.observe(10, at(70)), 3);
         assert_eq!(scaler.replicas(), 3);
         assert_eq!(scaler.observe(0, at(71)), 3);
-        assert_eq!(scaler.observe(0, at(131)), 1);
+        assert_eq!(scaler.observe(0, at(100)), 3);
+        // and to 1 once nothing higher was asked for within a cooldown
+        assert_eq!(scaler.observe(0, at(101)), 1);
     }
 
     #[test]
-    fn a_rise_during_the_cooldown_restarts_it() {
+    fn a_rise_during_the_cooldown_holds_the_count_a_cooldown_longer() {
         let t0 = Instant::now();
         let at = |secs| t0 + Duration::from_secs(secs);
         let mut scaler = Autoscaler::new(policy(10, 1, 10), 6);
+        // the starting count holds for a cooldown from the first observation
         assert_eq!(scaler.observe(10, at(0)), 6);
         assert_eq!(scaler.observe(60, at(50)), 6);
         assert_eq!(scaler.observe(10, at(70)), 6);
-        assert_eq!(scaler.observe(10, at(129)), 6);
-        assert_eq!(scaler.observe(10, at(130)), 1);
+        assert_eq!(scaler.observe(10, at(110)), 6);
+        assert_eq!(scaler.observe(10, at(111)), 1);
     }
 }
