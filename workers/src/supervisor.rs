@@ -28,7 +28,7 @@ use tokio::process::{Child, Command};
 use topology::ScalingPolicy;
 use topology::scaling::Autoscaler;
 
-use crate::jetstream::lag::{LagError, LagReader};
+use crate::jetstream::lag::{Lag, LagError, LagReader};
 use crate::metrics::{Metrics, histogram, names, scrape, sum};
 
 /// Window of the pages/s and latency figures of a pool.
@@ -271,7 +271,7 @@ impl Pool {
     }
 
     /// The count to run now, and why it changes.
-    fn decide(&mut self, lag: Option<&Result<crate::jetstream::lag::Lag, LagError>>, now: Instant) {
+    fn decide(&mut self, lag: Option<&Result<Lag, LagError>>, now: Instant) {
         let before = self.desired;
         let asked = match lag {
             Some(Ok(lag)) => {
@@ -350,7 +350,7 @@ impl Pool {
         Ok(())
     }
 
-    fn status(&self, lag: Option<&Result<crate::jetstream::lag::Lag, LagError>>) -> StageStatus {
+    fn status(&self, lag: Option<&Result<Lag, LagError>>) -> StageStatus {
         let seconds: f64 = self.samples.iter().map(|s| s.elapsed.as_secs_f64()).sum();
         let processed: f64 = self.samples.iter().map(|s| s.processed).sum();
         let mut buckets: Vec<(f64, f64)> = Vec::new();
