@@ -2,7 +2,8 @@
 //! under a burst of long PDFs the stage holding the work scales to its
 //! maximum while the others stay at their minimum, every page arrives
 //! exactly once, the pool returns to its minimum after the cooldown; a
-//! killed worker is replaced; SIGTERM drains and stops every worker; with
+//! killed worker is replaced; SIGTERM drains and stops every worker, and
+//! a killed supervisor leaves no worker behind; with
 //! `--start-nats` and no server, it starts one and stops it again.
 //!
 //! Needs what `./setup` installs in `.pagestream/` (PDFium, the corpus).
@@ -227,7 +228,7 @@ async fn a_burst_scales_the_busy_stage_up_and_back_down_without_loss() {
 async fn a_killed_worker_is_replaced() {
     let cluster = Cluster::start(&scaling_topology()).await;
     let logs = tempfile::tempdir().unwrap();
-    let mut up = Up::start(&cluster, logs.path());
+    let up = Up::start(&cluster, logs.path());
     let first = up.wait_for("render", 0, "one worker", |s| s["replicas"] == 1).await;
     let victim = pids(&first)[0];
     Command::new("kill").args(["-KILL", &victim.to_string()]).status().unwrap();
@@ -237,13 +238,27 @@ async fn a_killed_worker_is_replaced() {
             s["restarts"] == 1 && s["replicas"] == 1 && !pids(s).contains(&victim)
         })
         .await;
-    assert!(alive(pids(&replaced)[0]));
+    let replacement = pids(&replaced)[0];
+    assert!(alive(replacement));
     // The replacement serves: a document goes through.
     let bytes = std::fs::read(home().join("corpus").join("shared-mime-info-spec.pdf")).unwrap();
     let id = cluster.submit("spec.pdf", bytes).await.doc_id;
     let states = cluster.wait_finished(&[id], Duration::from_secs(120)).await;
     assert_eq!(states[0].pages.len(), 17);
-    assert!(up.terminate());
+
+    // A supervisor killed outright leaves no worker behind: each notices
+    // its parent is gone, drains and exits.
+    let workers: Vec<u64> = ["split", "render", "assemble"]
+        .iter()
+        .flat_map(|s| pids(up.history(s).last().unwrap()))
+        .collect();
+    assert!(workers.contains(&replacement));
+    drop(up);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while workers.iter().any(|pid| alive(*pid)) {
+        assert!(Instant::now() < deadline, "workers outlived a killed pagestream up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

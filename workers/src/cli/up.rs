@@ -111,7 +111,11 @@ pub fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> {
         let options = Options {
             program: std::env::current_exe().context("cannot find the pagestream binary")?,
             global_args: worker_global_args(global, home.root()),
-            worker_args: vec!["--shutdown-timeout".into(), humantime_arg(args.shutdown_timeout)],
+            worker_args: vec![
+                "--shutdown-timeout".into(),
+                humantime_arg(args.shutdown_timeout),
+                "--stop-with-parent".into(),
+            ],
             env: global.password.iter().map(|p| ("NATS_PASSWORD".into(), p.into())).collect(),
             drain_limit: args.shutdown_timeout + Duration::from_secs(10),
             log_dir: args.log_dir.clone().unwrap_or_else(|| home.root().join("logs")),

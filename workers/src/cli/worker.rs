@@ -47,6 +47,11 @@ pub struct WorkerArgs {
     /// in the object store and published as a claim check
     #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
     pub result_inline_max_bytes: usize,
+    /// Drain and stop when the process that started this one exits
+    /// (`pagestream up` passes it, so that no worker outlives a killed
+    /// supervisor)
+    #[arg(long)]
+    pub stop_with_parent: bool,
 }
 
 /// Parses durations like `500ms`, `30s`, `5m`.
@@ -131,9 +136,14 @@ pub fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             Arc::new(Runtime::new(client, pipeline, &topology, blobs, settings, metrics).await?);
         let roles = Role::parse(&args.stage, &runtime)?;
         let (trigger, shutdown) = Shutdown::new();
+        let stop_with_parent = args.stop_with_parent;
         tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown requested");
+            tokio::select! {
+                _ = wait_for_signal() => tracing::info!("shutdown requested"),
+                _ = parent_exit(), if stop_with_parent => {
+                    tracing::warn!("the parent process exited: shutting down");
+                }
+            }
             trigger.trigger();
         });
         // The drain is bounded by itself; this bounds whatever it waits on
@@ -166,6 +176,19 @@ fn build_pipeline(
     let names: Vec<&str> = stages.split(',').map(str::trim).collect();
     let all = stages.trim() == "all";
     Ok(registry::build_stages(topology, home, |stage| all || names.contains(&stage))?)
+}
+
+/// Returns once this process's parent has exited (it is then adopted by
+/// another process, so its parent id changes).
+async fn parent_exit() {
+    let parent = std::os::unix::process::parent_id();
+    let mut ticks = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        ticks.tick().await;
+        if std::os::unix::process::parent_id() != parent {
+            return;
+        }
+    }
 }
 
 /// SIGTERM or ctrl-c.
