@@ -109,8 +109,8 @@ fn machine(cores: usize) -> String {
 fn run(args: Args) -> anyhow::Result<bool> {
     let scenario = Scenario::load(&args.scenario)?;
     let topology = match &args.topology {
-        Some(path) => topology::Pipeline::load(path),
-        None => topology::Pipeline::embedded(),
+        Some(path) => topology::Pipeline::load(path, workers::steps::catalogue()),
+        None => topology::Pipeline::embedded(workers::steps::catalogue()),
     }
     .map_err(|errors| anyhow::anyhow!("invalid topology: {errors:?}"))?;
     let home = Home::new(&args.home);

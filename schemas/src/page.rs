@@ -230,6 +230,26 @@ pub struct Field {
     pub bbox: Option<BBox>,
     /// Confidence in [0, 1].
     pub confidence: f32,
+    /// The name a rule step of the topology gave the field (its kind is
+    /// then `other`); `None` for the built-in kinds (and then not written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Field {
+    /// The field's name: the one a rule step gave it, else its kind in
+    /// snake case (`iban`, `vat_id`, `invoice_number`...).
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(match self.kind {
+            FieldKind::Date => "date",
+            FieldKind::Amount => "amount",
+            FieldKind::Iban => "iban",
+            FieldKind::VatId => "vat_id",
+            FieldKind::InvoiceNumber => "invoice_number",
+            FieldKind::Email => "email",
+            FieldKind::Other => "other",
+        })
+    }
 }
 
 /// Detected language of the page text.

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::catalogue::Catalogue;
 use crate::error::TopologyError;
 use crate::pipeline::{EMBEDDED_ORIGIN, Pipeline};
 
@@ -15,12 +16,13 @@ pub struct CheckReport {
     result: Result<Pipeline, Vec<TopologyError>>,
 }
 
-/// Checks the pipeline file `file` (the embedded one when `None`) and, when
-/// `model_dir` is given, that the model files in it match their checksums.
-pub fn check(file: Option<&Path>, model_dir: Option<&Path>) -> CheckReport {
+/// Checks the pipeline file `file` (the embedded one when `None`) against
+/// `catalogue` and, when `model_dir` is given, that the model files in it
+/// match their checksums.
+pub fn check(file: Option<&Path>, model_dir: Option<&Path>, catalogue: &Catalogue) -> CheckReport {
     let (origin, loaded) = match file {
-        Some(path) => (path.display().to_string(), Pipeline::load(path)),
-        None => (EMBEDDED_ORIGIN.to_owned(), Pipeline::embedded()),
+        Some(path) => (path.display().to_string(), Pipeline::load(path, catalogue)),
+        None => (EMBEDDED_ORIGIN.to_owned(), Pipeline::embedded(catalogue)),
     };
     let result = loaded.and_then(|pipeline| match model_dir {
         Some(dir) => pipeline.verify_models(dir).map(|()| pipeline),

@@ -53,6 +53,16 @@ pub enum TopologyError {
         /// The keys allowed there, e.g. "expected one of `steps`, `next`".
         expected: String,
     },
+    /// A key of an earlier format whose setting now lives elsewhere.
+    #[error("{at}: `{key}` has moved: write it as `{to}` (see topology/README.md, \"Steps\")")]
+    Moved {
+        /// Where the key is.
+        at: Location,
+        /// The key as written, e.g. `ocr.det_thresh`.
+        key: String,
+        /// Where it goes now, e.g. `steps.detect_text.db.thresh`.
+        to: String,
+    },
     /// A required key that is absent.
     #[error("{at}: missing key `{key}`")]
     MissingKey {
@@ -94,7 +104,10 @@ pub enum TopologyError {
         known: Vec<&'static str>,
     },
     /// A step that the stage does not have.
-    #[error("{at}: unknown step `{step}` in stage `{stage}` (known: {})", known.join(", "))]
+    #[error(
+        "{at}: unknown step `{step}` in stage `{stage}` (known: {}; or define a rule step in [steps.{step}] with a `kind`)",
+        known.join(", ")
+    )]
     UnknownStep {
         /// Where the step is named.
         at: Location,
@@ -102,8 +115,9 @@ pub enum TopologyError {
         stage: String,
         /// The name used.
         step: String,
-        /// The steps the stage has.
-        known: Vec<&'static str>,
+        /// The steps the stage can run: its built-in ones and the rule
+        /// steps the file defines.
+        known: Vec<String>,
     },
     /// A `next` naming a stage that is not defined in the file.
     #[error("{at}: stage `{stage}` continues to `{next}`, which is not a defined stage")]
@@ -231,6 +245,7 @@ impl TopologyError {
             Self::Read { .. } => None,
             Self::Syntax { at, .. }
             | Self::UnknownKey { at, .. }
+            | Self::Moved { at, .. }
             | Self::MissingKey { at, .. }
             | Self::BadDuration { at, .. }
             | Self::InvalidValue { at, .. }

@@ -5,17 +5,15 @@
 //! The crate does no network I/O; it reads the pipeline file and, in
 //! [`Pipeline::verify_models`], the model files.
 //!
-//! ```
-//! let pipeline = topology::Pipeline::embedded().unwrap();
-//! let ocr = pipeline.stage("ocr").unwrap();
-//! assert_eq!(ocr.steps(), ["detect_text", "classify_lines", "recognize_text"]);
-//! assert_eq!(pipeline.stages().first().map(|s| s.name()), Some("split"));
-//! ```
+//! The steps a stage may run are not known here: the crate that implements
+//! them passes its [`catalogue::Catalogue`] to the loader, so that the step
+//! table is written once, next to the steps.
 
 pub mod catalogue;
 mod check;
 mod duration;
 mod error;
+mod moved;
 mod pipeline;
 pub mod scaling;
 mod settings;
@@ -27,7 +25,6 @@ pub use duration::parse as parse_duration;
 pub use error::{Location, TopologyError};
 pub use pipeline::{DEFAULT_MODEL_DIR, EMBEDDED, EMBEDDED_ORIGIN, Pipeline, Stage};
 pub use settings::{
-    ConsumerSettings, Discard, EnrichSettings, LayoutSettings, Limits, Model, OcrSettings,
-    PreprocessSettings, RenderSettings, Resources, Retention, ScalingPolicy, Storage,
-    StreamSettings, Streams, Tenant, Webhook, WebhookSettings,
+    ConsumerSettings, Discard, Limits, Model, Resources, Retention, ScalingPolicy, StepTable,
+    Storage, StreamSettings, Streams, Tenant, Webhook, WebhookSettings,
 };

@@ -10,10 +10,11 @@ use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
+use crate::catalogue::Catalogue;
 use crate::error::{Location, TopologyError};
 use crate::settings::{
-    ConsumerSettings, EnrichSettings, LayoutSettings, Limits, Model, OcrSettings,
-    PreprocessSettings, RenderSettings, Resources, ScalingPolicy, Streams, Tenant, WebhookSettings,
+    ConsumerSettings, Limits, Model, Resources, ScalingPolicy, StepTable, Streams, Tenant,
+    WebhookSettings,
 };
 use crate::source::{Source, key_path};
 use crate::validate;
@@ -56,6 +57,9 @@ pub struct Stage {
     /// CPU and memory of one replica.
     #[serde(default)]
     pub(crate) resources: Resources,
+    /// Whether a step reads the document bytes; set by validation.
+    #[serde(skip)]
+    pub(crate) reads_document: bool,
 }
 
 fn one() -> u32 {
@@ -90,10 +94,9 @@ impl Stage {
     }
 
     /// Whether a step of the stage reads the document bytes (see
-    /// [`crate::catalogue::StepSpec::reads_document`]).
+    /// [`crate::catalogue::StepInfo::reads_document`]).
     pub fn reads_document(&self) -> bool {
-        let Some(spec) = crate::catalogue::stage_spec(&self.name) else { return false };
-        self.steps.iter().any(|step| spec.step(step).is_some_and(|s| s.reads_document))
+        self.reads_document
     }
 
     /// Pages one worker of this stage processes at the same time.
@@ -151,15 +154,7 @@ pub(crate) struct File {
     #[serde(default)]
     pub(crate) limits: Limits,
     #[serde(default)]
-    pub(crate) render: RenderSettings,
-    #[serde(default)]
-    pub(crate) preprocess: PreprocessSettings,
-    #[serde(default)]
-    pub(crate) layout: LayoutSettings,
-    #[serde(default)]
-    pub(crate) ocr: OcrSettings,
-    #[serde(default)]
-    pub(crate) enrich: EnrichSettings,
+    pub(crate) steps: BTreeMap<String, toml::Table>,
     #[serde(default)]
     pub(crate) models: BTreeMap<String, Model>,
     pub(crate) streams: Streams,
@@ -182,11 +177,7 @@ struct ModelSites {
 pub struct Pipeline {
     origin: String,
     limits: Limits,
-    render: RenderSettings,
-    preprocess: PreprocessSettings,
-    layout: LayoutSettings,
-    ocr: OcrSettings,
-    enrich: EnrichSettings,
+    steps: BTreeMap<String, StepTable>,
     models: BTreeMap<String, Model>,
     model_sites: BTreeMap<String, ModelSites>,
     streams: Streams,
@@ -196,19 +187,26 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Parses and validates a pipeline; `origin` names the text in errors.
+    /// Parses and validates a pipeline against the steps and rule kinds of
+    /// `catalogue`; `origin` names the text in errors.
     ///
-    /// Returns every problem found: all syntax errors, or else the first
-    /// key or type error, or else every semantic error, sorted by position.
-    /// Model files are not looked at; see [`Pipeline::verify_models`].
-    pub fn from_str(text: &str, origin: &str) -> Result<Pipeline, Vec<TopologyError>> {
+    /// Returns every problem found: all syntax errors, or else every key
+    /// of a section that has moved, or else the first key or type error, or
+    /// else every semantic error, sorted by position. Model files are not
+    /// looked at; see [`Pipeline::verify_models`].
+    pub fn from_str(
+        text: &str,
+        origin: &str,
+        catalogue: &Catalogue,
+    ) -> Result<Pipeline, Vec<TopologyError>> {
         let source = Source::parse(text, origin)?;
+        crate::moved::check(&source)?;
         let mut file =
             File::deserialize(source.document()).map_err(|e| vec![source.deserialize_error(&e)])?;
         for (name, stage) in &mut file.stages {
             stage.name.clone_from(name);
         }
-        let order = validate::check(&file, &source)?;
+        let order = validate::check(&mut file, &source, catalogue)?;
         let model_sites = file
             .models
             .keys()
@@ -224,11 +222,7 @@ impl Pipeline {
         Ok(Pipeline {
             origin: origin.to_owned(),
             limits: file.limits,
-            render: file.render,
-            preprocess: file.preprocess,
-            layout: file.layout,
-            ocr: file.ocr,
-            enrich: file.enrich,
+            steps: file.steps.into_iter().map(|(name, table)| (name, step_table(table))).collect(),
             models: file.models,
             model_sites,
             streams: file.streams,
@@ -239,15 +233,25 @@ impl Pipeline {
     }
 
     /// Reads, parses and validates the pipeline file at `path`.
-    pub fn load(path: &Path) -> Result<Pipeline, Vec<TopologyError>> {
+    pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Pipeline, Vec<TopologyError>> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| vec![TopologyError::Read { path: path.to_owned(), source }])?;
-        Pipeline::from_str(&text, &path.display().to_string())
+        Pipeline::from_str(&text, &path.display().to_string(), catalogue)
     }
 
     /// The pipeline shipped with pagestream ([`EMBEDDED`]).
-    pub fn embedded() -> Result<Pipeline, Vec<TopologyError>> {
-        Pipeline::from_str(EMBEDDED, EMBEDDED_ORIGIN)
+    pub fn embedded(catalogue: &Catalogue) -> Result<Pipeline, Vec<TopologyError>> {
+        Pipeline::from_str(EMBEDDED, EMBEDDED_ORIGIN, catalogue)
+    }
+
+    /// The directory relative paths in the pipeline are resolved against
+    /// (rule steps' table files): the file's directory, or the working
+    /// directory for the embedded pipeline.
+    pub fn base_dir(&self) -> PathBuf {
+        if self.origin == EMBEDDED_ORIGIN {
+            return PathBuf::new();
+        }
+        Path::new(&self.origin).parent().map(Path::to_owned).unwrap_or_default()
     }
 
     /// The name the pipeline was loaded under (a file path or `pipeline.toml`).
@@ -290,29 +294,15 @@ impl Pipeline {
         &self.limits
     }
 
-    /// Rendering settings.
-    pub fn render(&self) -> &RenderSettings {
-        &self.render
+    /// The `[steps.<name>]` table of step `name`, if the file has one (a
+    /// built-in step without one runs with its defaults).
+    pub fn step_table(&self, name: &str) -> Option<&StepTable> {
+        self.steps.get(name)
     }
 
-    /// Preprocessing settings.
-    pub fn preprocess(&self) -> &PreprocessSettings {
-        &self.preprocess
-    }
-
-    /// Layout settings.
-    pub fn layout(&self) -> &LayoutSettings {
-        &self.layout
-    }
-
-    /// OCR settings.
-    pub fn ocr(&self) -> &OcrSettings {
-        &self.ocr
-    }
-
-    /// Enrichment settings.
-    pub fn enrich(&self) -> &EnrichSettings {
-        &self.enrich
+    /// Every `[steps.<name>]` table, by step name.
+    pub fn step_tables(&self) -> &BTreeMap<String, StepTable> {
+        &self.steps
     }
 
     /// The declared tenants; empty when every well-formed tenant name is
@@ -345,6 +335,20 @@ impl Pipeline {
             .collect();
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
+}
+
+/// A `[steps.<name>]` table split into its rule kind and its settings.
+pub(crate) fn step_table(mut settings: toml::Table) -> StepTable {
+    let kind = match settings.remove("kind") {
+        Some(toml::Value::String(kind)) => Some(kind),
+        Some(other) => {
+            // validation refuses a non-string kind; keep it visible anyway
+            settings.insert("kind".into(), other);
+            None
+        }
+        None => None,
+    };
+    StepTable { kind, settings }
 }
 
 /// The problem with model `name`'s file, if any.

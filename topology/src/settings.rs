@@ -1,9 +1,7 @@
-//! Typed settings of a pipeline file: what the steps read (`[limits]`,
-//! `[render]`, `[preprocess]`, `[layout]`, `[ocr]`, `[enrich]`) and how the
-//! transport runs (`[streams.*]`, per-stage consumer and scaling).
-//!
-//! Defaults of the analysis settings follow the reference pre- and
-//! post-processing of the models.
+//! Typed settings of a pipeline file: the limits every step obeys
+//! (`[limits]`), the steps' own tables (`[steps.*]`, typed by each step),
+//! and how the transport runs (`[streams.*]`, per-stage consumer, scaling
+//! and resources).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,116 +36,14 @@ impl Default for Limits {
     }
 }
 
-/// How PDF pages are rasterised and images sized.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RenderSettings {
-    /// Resolution PDF pages are rendered at, in dots per inch.
-    pub dpi: u32,
-    /// Pages whose long side exceeds this many pixels are scaled down to it.
-    pub max_side_px: u32,
-}
-
-impl Default for RenderSettings {
-    fn default() -> Self {
-        RenderSettings { dpi: 150, max_side_px: 2000 }
-    }
-}
-
-/// Page clean-up before layout and OCR.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PreprocessSettings {
-    /// A page is rotated only when the orientation model is at least this
-    /// confident (0..=1).
-    pub orientation_min_confidence: f32,
-    /// Largest skew corrected, in degrees; larger estimates are ignored.
-    pub deskew_max_deg: f32,
-}
-
-impl Default for PreprocessSettings {
-    fn default() -> Self {
-        PreprocessSettings { orientation_min_confidence: 0.9, deskew_max_deg: 5.0 }
-    }
-}
-
-/// Layout region detection.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LayoutSettings {
-    /// Regions scoring below this are dropped (0..=1).
-    pub score_threshold: f32,
-    /// Overlap (intersection over union) above which the weaker of two
-    /// regions of one class is suppressed (0..=1).
-    pub nms_iou: f32,
-    /// Most regions kept per page.
-    pub max_regions: u32,
-}
-
-impl Default for LayoutSettings {
-    fn default() -> Self {
-        LayoutSettings { score_threshold: 0.5, nms_iou: 0.5, max_regions: 100 }
-    }
-}
-
-/// Text detection, line orientation and recognition.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OcrSettings {
-    /// Detection input is scaled so its short side is at least this many pixels.
-    pub det_limit_side: u32,
-    /// Detection input's long side is at most this many pixels (lines are
-    /// still cut from the page at full resolution).
-    pub det_max_side: u32,
-    /// Detection probability above which a pixel is text (0..=1).
-    pub det_thresh: f32,
-    /// Mean probability a detected box needs to be kept (0..=1).
-    pub box_thresh: f32,
-    /// How far a detected box is expanded: area * ratio / perimeter.
-    pub unclip_ratio: f32,
-    /// Most contours considered per page.
-    pub max_candidates: u32,
-    /// A line is turned 180 degrees when the classifier says so with more
-    /// than this confidence (0..=1).
-    pub cls_thresh: f32,
-    /// Recognised lines scoring below this are dropped (0..=1).
-    pub rec_score_thresh: f32,
-    /// Most lines recognised in one model call.
-    pub rec_batch: u32,
-    /// A region with at least this many characters in the page's text layer
-    /// is taken from the text layer and not OCRed.
-    pub text_layer_min_chars: u32,
-}
-
-impl Default for OcrSettings {
-    fn default() -> Self {
-        OcrSettings {
-            det_limit_side: 736,
-            det_max_side: 1280,
-            det_thresh: 0.3,
-            box_thresh: 0.5,
-            unclip_ratio: 1.6,
-            max_candidates: 1000,
-            cls_thresh: 0.9,
-            rec_score_thresh: 0.5,
-            rec_batch: 1,
-            text_layer_min_chars: 3,
-        }
-    }
-}
-
-/// Reading order, language, fields, tables and page class.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EnrichSettings {
-    /// A page's language is reported only at or above this confidence (0..=1).
-    pub min_language_confidence: f32,
-}
-
-impl Default for EnrichSettings {
-    fn default() -> Self {
-        EnrichSettings { min_language_confidence: 0.5 }
-    }
+/// A `[steps.<name>]` table: the settings of the built-in step `<name>`,
+/// or, with `kind`, a rule step of that kind called `<name>`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepTable {
+    /// The rule kind; `None` for a built-in step's settings.
+    pub kind: Option<String>,
+    /// The other keys, as written; the step's own settings type reads them.
+    pub settings: toml::Table,
 }
 
 /// An ONNX model file and how to run it.

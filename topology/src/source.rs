@@ -136,6 +136,23 @@ impl<'i> Source<'i> {
         self.lines.location(span.start)
     }
 
+    /// The keys of the top-level table `name`, each with where it is, and
+    /// where the table is; `None` when the file has no such table.
+    pub(crate) fn top_level_table(
+        &self,
+        name: &str,
+    ) -> Option<(Location, Vec<(String, Location)>)> {
+        let (key, value) = self.root.get_ref().iter().find(|(key, _)| key.get_ref() == name)?;
+        let keys = match value.get_ref() {
+            DeValue::Table(table) => table
+                .iter()
+                .map(|(k, _)| (k.get_ref().to_string(), self.lines.location(k.span().start)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some((self.lines.location(key.span().start), keys))
+    }
+
     /// Turns a deserialization error into the [`TopologyError`] it means,
     /// located at the key or value it is about.
     pub(crate) fn deserialize_error(&self, error: &toml::de::Error) -> TopologyError {

@@ -4,16 +4,29 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use crate::catalogue::{self, ENTRY_STAGE, EXIT_STAGE};
+use crate::catalogue::{self, Catalogue, ENTRY_STAGE, EXIT_STAGE, SettingsProblem};
 use crate::error::TopologyError;
-use crate::pipeline::{File, Stage};
+use crate::pipeline::{File, Stage, step_table};
 use crate::settings::{ConsumerSettings, Resources, ScalingPolicy, StreamSettings};
 use crate::source::{KeyPath, Source, key_path};
 
-/// Checks `file`; on success returns the stage names in topological order.
-pub(crate) fn check(file: &File, source: &Source<'_>) -> Result<Vec<String>, Vec<TopologyError>> {
-    let mut checker = Checker { source, errors: Vec::new() };
-    checker.settings(file);
+/// Checks `file` against `catalogue` and marks the stages that read the
+/// document; on success returns the stage names in topological order.
+pub(crate) fn check(
+    file: &mut File,
+    source: &Source<'_>,
+    catalogue: &Catalogue,
+) -> Result<Vec<String>, Vec<TopologyError>> {
+    for stage in file.stages.values_mut() {
+        stage.reads_document = stage
+            .steps
+            .iter()
+            .any(|step| catalogue.step(step).is_some_and(|info| info.reads_document));
+    }
+    let file = &*file;
+    let mut checker = Checker { source, catalogue, errors: Vec::new() };
+    checker.limits(file);
+    checker.step_tables(file);
     checker.models(file);
     checker.streams(file);
     checker.tenants(file);
@@ -32,6 +45,7 @@ type Stages<'f> = Vec<&'f Stage>;
 
 struct Checker<'s, 'i> {
     source: &'s Source<'i>,
+    catalogue: &'s Catalogue,
     errors: Vec<TopologyError>,
 }
 
@@ -57,60 +71,71 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn fraction(&mut self, key: KeyPath, value: f32) {
-        if !(0.0..=1.0).contains(&value) {
-            self.invalid(key, format!("{value} is not between 0 and 1"));
-        }
-    }
-
-    fn positive(&mut self, key: KeyPath, value: f32) {
-        if !(value.is_finite() && value > 0.0) {
-            self.invalid(key, format!("{value} is not a positive number"));
-        }
-    }
-
-    fn settings(&mut self, file: &File) {
+    fn limits(&mut self, file: &File) {
         let limits = &file.limits;
         self.at_least_one(key_path!["limits", "max_document_bytes"], limits.max_document_bytes);
         self.at_least_one(key_path!["limits", "max_pages"], limits.max_pages.into());
         self.at_least_one(key_path!["limits", "max_page_pixels"], limits.max_page_pixels);
         self.nonzero_duration(key_path!["limits", "step_timeout"], limits.step_timeout);
+    }
 
-        self.at_least_one(key_path!["render", "dpi"], file.render.dpi.into());
-        self.at_least_one(key_path!["render", "max_side_px"], file.render.max_side_px.into());
-
-        let preprocess = &file.preprocess;
-        self.fraction(
-            key_path!["preprocess", "orientation_min_confidence"],
-            preprocess.orientation_min_confidence,
-        );
-        if !(0.0..=45.0).contains(&preprocess.deskew_max_deg) {
-            self.invalid(
-                key_path!["preprocess", "deskew_max_deg"],
-                "must be between 0 and 45 degrees",
-            );
+    /// Each `[steps.<name>]`: a built-in step's settings, or a rule step of
+    /// a known kind, checked by the step's own settings type.
+    fn step_tables(&mut self, file: &File) {
+        for (name, table) in &file.steps {
+            let key = key_path!["steps", name];
+            let table = step_table(table.clone());
+            let check = match (self.catalogue.step(name), &table.kind) {
+                (Some(_), Some(_)) => {
+                    self.invalid(
+                        key.key("kind"),
+                        format!("`{name}` is a built-in step; a rule step needs a name of its own"),
+                    );
+                    continue;
+                }
+                (Some(step), None) => step.settings,
+                (None, None) if table.settings.contains_key("kind") => {
+                    self.invalid(key.key("kind"), "expected the name of a rule kind (a string)");
+                    continue;
+                }
+                (None, None) => {
+                    self.invalid(
+                        key,
+                        format!(
+                            "`{name}` is no built-in step; a rule step needs `kind` (one of {})",
+                            self.catalogue.rule_kind_names().join(", ")
+                        ),
+                    );
+                    continue;
+                }
+                (None, Some(kind)) => {
+                    if !is_token(name) {
+                        self.invalid(
+                            key.clone(),
+                            "a step name may only hold a-z, 0-9, '-' and '_'",
+                        );
+                    }
+                    let Some(rule) = self.catalogue.rule_kind(kind) else {
+                        self.invalid(
+                            key.key("kind"),
+                            format!(
+                                "unknown rule kind `{kind}` (known: {})",
+                                self.catalogue.rule_kind_names().join(", ")
+                            ),
+                        );
+                        continue;
+                    };
+                    rule.settings
+                }
+            };
+            if let Err(SettingsProblem { key: inner, reason }) = check(&table.settings) {
+                let at = match &inner {
+                    Some(inner) => inner.split('.').fold(key.clone(), |path, part| path.key(part)),
+                    None => key.clone(),
+                };
+                self.invalid(at, reason);
+            }
         }
-
-        let layout = &file.layout;
-        self.fraction(key_path!["layout", "score_threshold"], layout.score_threshold);
-        self.fraction(key_path!["layout", "nms_iou"], layout.nms_iou);
-        self.at_least_one(key_path!["layout", "max_regions"], layout.max_regions.into());
-
-        let ocr = &file.ocr;
-        self.at_least_one(key_path!["ocr", "det_limit_side"], ocr.det_limit_side.into());
-        self.at_least_one(key_path!["ocr", "det_max_side"], ocr.det_max_side.into());
-        self.fraction(key_path!["ocr", "det_thresh"], ocr.det_thresh);
-        self.fraction(key_path!["ocr", "box_thresh"], ocr.box_thresh);
-        self.positive(key_path!["ocr", "unclip_ratio"], ocr.unclip_ratio);
-        self.at_least_one(key_path!["ocr", "max_candidates"], ocr.max_candidates.into());
-        self.fraction(key_path!["ocr", "cls_thresh"], ocr.cls_thresh);
-        self.fraction(key_path!["ocr", "rec_score_thresh"], ocr.rec_score_thresh);
-        self.at_least_one(key_path!["ocr", "rec_batch"], ocr.rec_batch.into());
-
-        self.fraction(
-            key_path!["enrich", "min_language_confidence"],
-            file.enrich.min_language_confidence,
-        );
     }
 
     fn models(&mut self, file: &File) {
@@ -191,7 +216,7 @@ impl Checker<'_, '_> {
         let mut stages: Stages<'f> = file.stages.values().collect();
         stages.sort_by_key(|stage| catalogue::stage_rank(&stage.name));
         stages.retain(|stage| {
-            let known = catalogue::stage_spec(&stage.name).is_some();
+            let known = catalogue::STAGES.contains(&stage.name.as_str());
             if !known {
                 self.errors.push(TopologyError::UnknownStage {
                     at: self.source.at(&key_path!["stages", &stage.name]),
@@ -218,34 +243,82 @@ impl Checker<'_, '_> {
 
     fn stage(&mut self, stage: &Stage, file: &File) {
         let key = key_path!["stages", &stage.name];
-        let Some(spec) = catalogue::stage_spec(&stage.name) else { return };
 
         if stage.steps.is_empty() {
             self.invalid(key.key("steps"), "a stage runs at least one step");
         }
         let mut seen = BTreeSet::new();
         for (i, step) in stage.steps.iter().enumerate() {
-            let at = self.source.at(&key.key("steps").index(i));
-            let Some(step_spec) = spec.step(step) else {
+            let step_key = key.key("steps").index(i);
+            let at = self.source.at(&step_key);
+            if !seen.insert(step) {
+                self.invalid(step_key, format!("step `{step}` is listed twice"));
+                continue;
+            }
+            if let Some(info) = self.catalogue.step(step).filter(|info| info.stage == stage.name) {
+                for model in info.models {
+                    if !stage.models.iter().any(|m| m == model) {
+                        self.errors.push(TopologyError::StepNeedsModel {
+                            at: at.clone(),
+                            stage: stage.name.clone(),
+                            step: step.clone(),
+                            model,
+                        });
+                    }
+                }
+                for before in info.after {
+                    if !stage.steps[..i].iter().any(|s| s == before) {
+                        self.invalid(
+                            step_key.clone(),
+                            format!("`{step}` runs after `{before}`, which must come first"),
+                        );
+                    }
+                }
+                continue;
+            }
+            if let Some(info) = self.catalogue.step(step) {
+                self.invalid(
+                    step_key,
+                    format!(
+                        "`{step}` is a step of stage `{}`, not of `{}`",
+                        info.stage, stage.name
+                    ),
+                );
+                continue;
+            }
+            let is_rule = file.steps.get(step).is_some_and(|table| table.contains_key("kind"));
+            if is_rule && !catalogue::is_page_stage(&stage.name) {
+                self.invalid(
+                    step_key,
+                    format!("rule steps run in page stages, not in `{}`", stage.name),
+                );
+            } else if is_rule {
+                let elsewhere = file
+                    .stages
+                    .values()
+                    .find(|other| other.name < stage.name && other.steps.contains(step));
+                if let Some(other) = elsewhere {
+                    self.invalid(
+                        step_key,
+                        format!("rule step `{step}` is already listed by stage `{}`", other.name),
+                    );
+                }
+            } else {
+                let mut known: Vec<String> =
+                    self.catalogue.step_names(&stage.name).into_iter().map(String::from).collect();
+                if catalogue::is_page_stage(&stage.name) {
+                    known.extend(
+                        file.steps
+                            .iter()
+                            .filter(|(_, table)| table.contains_key("kind"))
+                            .map(|(name, _)| name.clone()),
+                    );
+                }
                 self.errors.push(TopologyError::UnknownStep {
                     at,
                     stage: stage.name.clone(),
                     step: step.clone(),
-                    known: spec.step_names(),
-                });
-                continue;
-            };
-            if !seen.insert(step) {
-                self.invalid(key.key("steps").index(i), format!("step `{step}` is listed twice"));
-            }
-            if let Some(model) = step_spec.model
-                && !stage.models.iter().any(|m| m == model)
-            {
-                self.errors.push(TopologyError::StepNeedsModel {
-                    at,
-                    stage: stage.name.clone(),
-                    step: step.clone(),
-                    model,
+                    known,
                 });
             }
         }
@@ -260,10 +333,7 @@ impl Checker<'_, '_> {
             }
         }
 
-        let subject = stage.subject();
-        let is_token_char =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
-        if subject.is_empty() || !subject.chars().all(is_token_char) {
+        if !is_token(stage.subject()) {
             self.invalid(key.key("subject"), "a subject token may only hold a-z, 0-9, '-' and '_'");
         }
 
@@ -273,8 +343,8 @@ impl Checker<'_, '_> {
         self.resources(key.key("resources"), &stage.resources);
 
         for (i, next) in stage.next.iter().enumerate() {
-            let defined =
-                catalogue::stage_spec(next).is_some() && file.stages.contains_key(next.as_str());
+            let defined = catalogue::STAGES.contains(&next.as_str())
+                && file.stages.contains_key(next.as_str());
             if !defined {
                 self.errors.push(TopologyError::UnknownNext {
                     at: self.source.at(&key.key("next").index(i)),
@@ -432,6 +502,13 @@ fn reachable<'f>(stages: &Stages<'f>) -> BTreeSet<&'f str> {
         }
     }
     reached
+}
+
+/// Whether `name` is a subject token or step name: a-z, 0-9, '-', '_'.
+fn is_token(name: &str) -> bool {
+    let is_token_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    !name.is_empty() && name.chars().all(is_token_char)
 }
 
 /// Kahn's algorithm over an acyclic graph, ties broken by catalogue order.

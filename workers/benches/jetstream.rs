@@ -133,21 +133,15 @@ async fn hop_overhead(hops: usize) {
     println!("  64 pages in flight: {pipelined:8.0} us per page per hop");
 }
 
-/// A step that does nothing, to measure the transports alone; like
-/// `render`, the first stage reads the document.
-struct Nothing {
-    reads_document: bool,
-}
+/// A step that does nothing, to measure the transports alone.
+struct Nothing;
 
 impl Step for Nothing {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "nothing"
     }
     fn run(&self, _: &mut Page, _: &mut StepMeter) -> Result<(), StepError> {
         Ok(())
-    }
-    fn needs_document(&self) -> bool {
-        self.reads_document
     }
 }
 
@@ -160,9 +154,10 @@ fn no_op_pipeline(topology: &topology::Pipeline, concurrency: usize) -> Pipeline
         .filter(|n| *n != "split" && *n != "assemble")
         .enumerate()
         .map(|(i, name)| {
-            let step = Nothing { reads_document: i == 0 };
-            let mut stage = Stage::new(name, vec![Box::new(step) as Box<dyn Step>]);
+            let mut stage = Stage::new(name, vec![Box::new(Nothing) as Box<dyn Step>]);
             stage.concurrency = concurrency;
+            // like `render`, the first stage reads the document
+            stage.needs_document = i == 0;
             stage
         })
         .collect();
@@ -214,7 +209,8 @@ fn main() {
         .map(|(i, t)| (format!("tile-{i}.png"), t))
         .collect();
     let text = topology::EMBEDDED;
-    let topology = topology::Pipeline::from_str(text, "pipeline.toml").unwrap();
+    let topology =
+        topology::Pipeline::from_str(text, "pipeline.toml", workers::steps::catalogue()).unwrap();
     let hops_per_page = topology.stages().len() - 1;
     let embedded = embedded_rate(&no_op_pipeline(&topology, 4), &tiles, pages);
     let jetstream =

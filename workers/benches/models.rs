@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use schemas::{BBox, DocumentSource, DocumentSubmission, Line};
 use serde::Deserialize;
-use topology::catalogue::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
 use workers::home::Home;
 use workers::models::{ModelSpec, Models};
 use workers::page::{Page, StepMeter};
@@ -32,6 +31,7 @@ use workers::steps::ocr::{classify, detect, recognize};
 use workers::steps::preprocess::orient::Orient;
 use workers::steps::render::{ExtractText, Rasterize};
 use workers::steps::split::Splitter;
+use workers::steps::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -199,7 +199,7 @@ impl Sample {
         page.document = Some(Arc::new(bytes));
         let mut meter = StepMeter::default();
         Rasterize::default().run(&mut page, &mut meter).expect("rasterize");
-        ExtractText::default().run(&mut page, &mut meter).expect("extract text");
+        ExtractText.run(&mut page, &mut meter).expect("extract text");
         let truth = text_of(&page.text_layer);
         page.text_layer.clear();
         page.document = None;
@@ -238,7 +238,8 @@ fn iou(a: &BBox, b: &BBox) -> f32 {
 }
 
 fn load(home: &Home, threads: usize, replace: &[(&str, PathBuf)]) -> Models {
-    let topology = topology::Pipeline::embedded().expect("embedded topology");
+    let topology =
+        topology::Pipeline::embedded(workers::steps::catalogue()).expect("embedded topology");
     let specs: Vec<ModelSpec> = [MODEL_ORIENTATION, MODEL_LAYOUT, MODEL_DET, MODEL_CLS, MODEL_REC]
         .into_iter()
         .map(|name| {

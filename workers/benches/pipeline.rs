@@ -62,7 +62,8 @@ fn pipeline(concurrency: u32, intra_threads: u32) -> Pipeline {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let topology = topology::Pipeline::from_str(&text, "bench").expect("valid topology");
+    let topology = topology::Pipeline::from_str(&text, "bench", workers::steps::catalogue())
+        .expect("valid topology");
     workers::registry::build(&topology, &home).expect("run ./setup")
 }
 

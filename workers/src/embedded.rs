@@ -78,7 +78,7 @@ pub fn run(
         inboxes.push(Arc::new(Mutex::new(rx)));
     }
     let last_document_stage =
-        pipeline.stages.iter().rposition(|s| s.needs_document()).unwrap_or(usize::MAX);
+        pipeline.stages.iter().rposition(|s| s.needs_document).unwrap_or(usize::MAX);
 
     std::thread::scope(|scope| {
         for (i, stage) in pipeline.stages.iter().enumerate() {

@@ -18,6 +18,9 @@ pub struct Page {
     pub document: Option<Arc<Vec<u8>>>,
     /// The page image (RGB), once rendered; corrected in place by preprocess.
     pub image: Option<RgbImage>,
+    /// Pixels per PDF point of `image`, as `rasterize` rendered a PDF page
+    /// (`extract_text` maps the text layer with it).
+    pub pixels_per_point: Option<f32>,
     /// Lines of the PDF text layer, in page pixels of `image`.
     pub text_layer: Vec<Line>,
     /// The result so far.
@@ -48,6 +51,7 @@ impl Page {
             task,
             document: None,
             image: None,
+            pixels_per_point: None,
             text_layer: Vec::new(),
             result,
             ticket: 0,

@@ -131,6 +131,16 @@ pub fn geometry(
     Ok(PageGeometry::new(page.width().value, page.height().value, dpi, max_side_px))
 }
 
+/// The geometry of page `page_index` rendered at `scale` pixels per point.
+pub fn geometry_at_scale(
+    document: &PdfDocument<'_>,
+    page_index: u32,
+    scale: f32,
+) -> Result<PageGeometry, StepError> {
+    let page = page(document, page_index)?;
+    Ok(PageGeometry { width_pt: page.width().value, height_pt: page.height().value, scale })
+}
+
 /// Rasterises page `page_index` with `geometry` into an RGB image.
 pub fn rasterize(
     document: &PdfDocument<'_>,

@@ -24,6 +24,9 @@ pub struct Stage {
     /// interrupted: a step that never returns is caught by the transport,
     /// e.g. JetStream's ack wait and max deliveries).
     pub step_timeout: Option<Duration>,
+    /// Whether a step reads `Page::document` (the runtime fetches the
+    /// document for such stages and drops it after the last one).
+    pub needs_document: bool,
 }
 
 impl std::fmt::Debug for Stage {
@@ -63,12 +66,10 @@ impl PageFailure {
 
 impl Stage {
     pub fn new(name: impl Into<String>, steps: Vec<Box<dyn Step>>) -> Self {
-        Stage { name: name.into(), steps, concurrency: 1, step_timeout: None }
-    }
-
-    /// Whether a step of this stage reads the document bytes.
-    pub fn needs_document(&self) -> bool {
-        self.steps.iter().any(|s| s.needs_document())
+        let needs_document = steps.iter().any(|step| {
+            crate::steps::builtin(step.name()).is_some_and(|def| def.info.reads_document)
+        });
+        Stage { name: name.into(), steps, concurrency: 1, step_timeout: None, needs_document }
     }
 
     /// Runs every step on `page`, appending a [`StepTiming`] per step.

@@ -3,14 +3,13 @@
 //! with their settings.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use topology::Pipeline as Topology;
 
 use crate::home::Home;
-use crate::models::{Model, ModelError, ModelSpec, Models};
+use crate::models::{ModelError, ModelSpec, Models};
 use crate::pipeline::{Pipeline, Stage};
-use crate::steps::{Step, enrich, layout, ocr, preprocess, render, split};
+use crate::steps::{self, BuildContext, Step, split};
 
 /// Why the pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +18,8 @@ pub enum BuildError {
     Pdfium(#[from] crate::pdf::PdfiumLoadError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Step(#[from] steps::BuildError),
     #[error("model files do not match the topology:\n  {0}")]
     ModelFiles(String),
     #[error("stage `{stage}` names step `{step}`, which this build does not implement")]
@@ -52,6 +53,8 @@ pub fn build_stages(
     }
     let models = load_models(topology, home, &served)?;
     let splitter = split::Splitter { config: topology.limits().into() };
+    let base_dir = topology.base_dir();
+    let context = BuildContext { limits: topology.limits(), models: &models, base_dir: &base_dir };
     let mut stages = Vec::new();
     for spec in served {
         // Split and assemble are document-level; the transports run them.
@@ -61,7 +64,7 @@ pub fn build_stages(
         let steps = spec
             .steps()
             .iter()
-            .map(|step| build_step(topology, &models, spec.name(), step))
+            .map(|step| build_step(topology, &context, spec.name(), step))
             .collect::<Result<Vec<_>, _>>()?;
         let mut stage = Stage::new(spec.name(), steps);
         stage.concurrency = spec.concurrency().max(1) as usize;
@@ -110,98 +113,23 @@ fn load_models(
     Ok(Models::load(&home.onnxruntime_lib(), &specs, 1)?)
 }
 
-fn model(models: &Models, name: &str) -> Result<Arc<Model>, BuildError> {
-    Ok(models.get(name)?)
-}
-
+/// Builds step `step` of `stage`: a built-in one from [`steps::BUILTIN`],
+/// or a rule step from its kind in [`steps::RULE_KINDS`].
 fn build_step(
     topology: &Topology,
-    models: &Models,
+    context: &BuildContext<'_>,
     stage: &str,
     step: &str,
 ) -> Result<Box<dyn Step>, BuildError> {
-    use topology::catalogue::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
-    let render_config = || render::Config {
-        dpi: topology.render().dpi,
-        max_side_px: topology.render().max_side_px,
-        max_page_pixels: topology.limits().max_page_pixels,
-    };
-    let pre = topology.preprocess();
-    let ocr_settings = topology.ocr();
-    let step: Box<dyn Step> = match (stage, step) {
-        ("render", "rasterize") => Box::new(render::Rasterize { config: render_config() }),
-        ("render", "extract_text") => Box::new(render::ExtractText { config: render_config() }),
-        ("preprocess", "orient") => Box::new(preprocess::orient::Orient::new(
-            preprocess::orient::Config {
-                min_confidence: pre.orientation_min_confidence,
-                ..Default::default()
-            },
-            model(models, MODEL_ORIENTATION)?,
-        )?),
-        ("preprocess", "deskew") => {
-            Box::new(preprocess::deskew::Deskew::new(preprocess::deskew::Config {
-                max_deg: pre.deskew_max_deg,
-                ..Default::default()
-            }))
-        }
-        ("layout", "detect_regions") => {
-            let settings = topology.layout();
-            Box::new(layout::DetectRegions::new(
-                layout::Config {
-                    min_score: settings.score_threshold,
-                    iou_threshold: settings.nms_iou,
-                    max_per_class: settings.max_regions as usize,
-                },
-                model(models, MODEL_LAYOUT)?,
-            )?)
-        }
-        ("ocr", "detect_text") => {
-            let defaults = ocr::detect::Config::default();
-            let config = ocr::detect::Config {
-                limit_side_len: ocr_settings.det_limit_side,
-                det_max_side_len: ocr_settings.det_max_side,
-                db: ocr::db::Params {
-                    thresh: ocr_settings.det_thresh,
-                    box_thresh: ocr_settings.box_thresh,
-                    unclip_ratio: ocr_settings.unclip_ratio,
-                    max_candidates: ocr_settings.max_candidates as usize,
-                    ..defaults.db
-                },
-                text_layer: ocr::text_layer::Config {
-                    min_chars: ocr_settings.text_layer_min_chars as usize,
-                    ..defaults.text_layer
-                },
-                ..defaults
-            };
-            Box::new(ocr::detect::DetectText::new(config, model(models, MODEL_DET)?))
-        }
-        ("ocr", "classify_lines") => Box::new(ocr::classify::ClassifyLines::new(
-            ocr::classify::Config { min_confidence: ocr_settings.cls_thresh, ..Default::default() },
-            model(models, MODEL_CLS)?,
-        )),
-        ("ocr", "recognize_text") => Box::new(ocr::recognize::RecognizeText::new(
-            ocr::recognize::Config {
-                batch_size: ocr_settings.rec_batch as usize,
-                min_score: ocr_settings.rec_score_thresh,
-                ..Default::default()
-            },
-            model(models, MODEL_REC)?,
-        )?),
-        ("enrich", "order_reading") => {
-            Box::new(enrich::reading_order::OrderReading::new(Default::default()))
-        }
-        ("enrich", "detect_language") => {
-            Box::new(enrich::language::DetectLanguage::new(enrich::language::Config {
-                min_confidence: topology.enrich().min_language_confidence,
-                ..Default::default()
-            }))
-        }
-        ("enrich", "extract_fields") => Box::new(enrich::fields::ExtractFields::default()),
-        ("enrich", "build_tables") => Box::new(enrich::tables::BuildTables::default()),
-        ("enrich", "classify_page") => Box::new(enrich::classify::ClassifyPage::default()),
-        (stage, step) => {
-            return Err(BuildError::UnknownStep { stage: stage.into(), step: step.into() });
-        }
-    };
-    Ok(step)
+    let table = topology.step_table(step);
+    let empty = toml::Table::new();
+    let settings = table.map_or(&empty, |table| &table.settings);
+    let unknown = || BuildError::UnknownStep { stage: stage.into(), step: step.into() };
+    if let Some(def) = steps::builtin(step).filter(|def| def.info.stage == stage) {
+        let build = def.build.ok_or_else(unknown)?;
+        return Ok(build(context, settings)?);
+    }
+    let kind = table.and_then(|table| table.kind.as_deref()).ok_or_else(unknown)?;
+    let rule = steps::RULE_KINDS.iter().find(|rule| rule.info.name == kind).ok_or_else(unknown)?;
+    Ok((rule.build)(step, context, settings)?)
 }

@@ -18,7 +18,7 @@ fn repo() -> PathBuf {
 }
 
 fn embedded() -> topology::Pipeline {
-    topology::Pipeline::embedded().unwrap()
+    topology::Pipeline::embedded(workers::steps::catalogue()).unwrap()
 }
 
 fn scaled_object<'a>(objects: &'a [(String, Vec<Value>)], stage: &str) -> &'a Value {
@@ -85,7 +85,8 @@ fn a_changed_scaling_policy_changes_only_that_stages_scaled_object() {
         "[stages.ocr.scaling]\nlag_threshold = 7\nmin_replicas = 2\nmax_replicas = 9\ncooldown = \"2m\"\nactivation_lag = 3\nfallback_replicas = 4",
     );
     assert_ne!(text, topology::EMBEDDED, "the ocr scaling table moved in the topology");
-    let changed = topology::Pipeline::from_str(&text, "changed.toml").unwrap();
+    let changed =
+        topology::Pipeline::from_str(&text, "changed.toml", workers::steps::catalogue()).unwrap();
     let before = deploy::objects(&embedded(), &Options::default());
     let after = deploy::objects(&changed, &Options::default());
 

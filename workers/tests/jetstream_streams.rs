@@ -54,8 +54,12 @@ async fn streams_apply_is_idempotent_and_shows_what_changes() {
     // A changed limit and a changed consumer show up as a diff; a dry run
     // changes nothing.
     let options = ConsumerOptions { ack_wait: "9s", ..ConsumerOptions::default() };
-    let changed =
-        topology::Pipeline::from_str(&topology_text(&options, BIG, 1 << 29), "t").unwrap();
+    let changed = topology::Pipeline::from_str(
+        &topology_text(&options, BIG, 1 << 29),
+        "t",
+        workers::steps::catalogue(),
+    )
+    .unwrap();
     let plan = provision::plan(&changed, &Route::from_topology(&changed));
     let dry = provision::apply(&cluster.js, &plan, true).await.unwrap();
     let updated: Vec<_> = dry

@@ -25,7 +25,7 @@ const STAGE: &str = "render";
 fn replicated_topology() -> topology::Pipeline {
     let consumer = ConsumerOptions { ack_wait: "10m", ..ConsumerOptions::default() };
     let text = topology_text(&consumer, 64 << 20, 64 << 20).replace("replicas = 1", "replicas = 3");
-    topology::Pipeline::from_str(&text, "pipeline.toml").unwrap()
+    topology::Pipeline::from_str(&text, "pipeline.toml", workers::steps::catalogue()).unwrap()
 }
 
 async fn consumer_info(js: &Context) -> Result<consumer::Info, String> {

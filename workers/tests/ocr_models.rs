@@ -9,7 +9,6 @@ use std::sync::{Arc, OnceLock};
 use image::RgbImage;
 use schemas::{BBox, DocumentSource, DocumentSubmission, Line, RegionKind, TextSource};
 use serde::Deserialize;
-use topology::catalogue::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
 use workers::home::Home;
 use workers::models::{ModelError, ModelSpec, Models};
 use workers::page::{Page, StepMeter};
@@ -21,6 +20,7 @@ use workers::steps::ocr::recognize::{self, RecognizeText};
 use workers::steps::preprocess::orient::Orient;
 use workers::steps::render::{ExtractText, Rasterize};
 use workers::steps::split::Splitter;
+use workers::steps::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -35,7 +35,8 @@ fn home() -> Home {
 }
 
 fn specs(home: &Home, names: &[&str]) -> Vec<ModelSpec> {
-    let topology = topology::Pipeline::embedded().expect("embedded topology");
+    let topology =
+        topology::Pipeline::embedded(workers::steps::catalogue()).expect("embedded topology");
     names
         .iter()
         .map(|name| {
@@ -129,7 +130,7 @@ fn render(path: &str) -> Page {
         .expect("split");
     let mut page = Page::new(split.tasks[0].clone());
     page.document = Some(Arc::new(bytes));
-    run(&[Box::new(Rasterize::default()), Box::new(ExtractText::default())], &mut page);
+    run(&[Box::new(Rasterize::default()), Box::new(ExtractText)], &mut page);
     page
 }
 

@@ -46,7 +46,7 @@ fn render(path: &str, index: usize) -> Result<Page, ErrorKind> {
     page.document = Some(std::sync::Arc::new(bytes));
     let mut meter = StepMeter::default();
     Rasterize::default().run(&mut page, &mut meter).map_err(|e| e.kind)?;
-    ExtractText::default().run(&mut page, &mut meter).map_err(|e| e.kind)?;
+    ExtractText.run(&mut page, &mut meter).map_err(|e| e.kind)?;
     Ok(page)
 }
 

@@ -107,7 +107,7 @@ impl Tenancy {
             ..Default::default()
         };
         let service = jetstream::context(jetstream::connect(&config).await.unwrap());
-        let topology = topology::Pipeline::embedded().unwrap();
+        let topology = topology::Pipeline::embedded(workers::steps::catalogue()).unwrap();
         let plan = provision::plan(&topology, &Route::from_topology(&topology));
         provision::apply(&service, &plan, false).await.unwrap();
         let tenancy = Tenancy {

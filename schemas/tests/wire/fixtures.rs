@@ -189,6 +189,7 @@ pub fn page_result() -> PageResult {
                 line: Some(0),
                 bbox: Some(BBox { x0: 350.0, y0: 96.0, x1: 560.0, y1: 150.0 }),
                 confidence: 0.9,
+                name: None,
             },
             Field {
                 kind: FieldKind::Date,
@@ -197,6 +198,7 @@ pub fn page_result() -> PageResult {
                 line: Some(1),
                 bbox: Some(BBox { x0: 280.0, y0: 230.0, x1: 520.0, y1: 262.0 }),
                 confidence: 0.95,
+                name: None,
             },
             Field {
                 kind: FieldKind::Iban,
@@ -205,6 +207,7 @@ pub fn page_result() -> PageResult {
                 line: Some(2),
                 bbox: Some(BBox { x0: 200.0, y0: 360.0, x1: 860.0, y1: 392.0 }),
                 confidence: 1.0,
+                name: None,
             },
             Field {
                 kind: FieldKind::Amount,
@@ -213,6 +216,7 @@ pub fn page_result() -> PageResult {
                 line: None,
                 bbox: None,
                 confidence: 0.85,
+                name: None,
             },
         ],
         diagnostics: vec![Diagnostic {

@@ -265,8 +265,8 @@ fn init_logging(global: &GlobalArgs) {
 /// Loads the topology named on the command line, or the built-in one.
 fn load_topology(global: &GlobalArgs) -> anyhow::Result<topology::Pipeline> {
     let loaded = match &global.topology {
-        Some(path) => topology::Pipeline::load(path),
-        None => topology::Pipeline::embedded(),
+        Some(path) => topology::Pipeline::load(path, crate::steps::catalogue()),
+        None => topology::Pipeline::embedded(crate::steps::catalogue()),
     };
     loaded.map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();

@@ -32,8 +32,11 @@ pub fn run(global: &GlobalArgs, args: TopologyArgs) -> anyhow::Result<ExitCode> 
         TopologyCommand::Check { file, no_models } => {
             let file = file.or_else(|| global.topology.clone());
             let model_dir = Home::locate(global.home.as_deref()).models_dir();
-            let report =
-                topology::check(file.as_deref(), (!no_models).then_some(model_dir.as_path()));
+            let report = topology::check(
+                file.as_deref(),
+                (!no_models).then_some(model_dir.as_path()),
+                crate::steps::catalogue(),
+            );
             print!("{report}");
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

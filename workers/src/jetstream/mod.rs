@@ -499,7 +499,7 @@ mod tests {
 
     #[test]
     fn route_runs_split_page_stages_assemble() {
-        let topology = topology::Pipeline::embedded().unwrap();
+        let topology = topology::Pipeline::embedded(crate::steps::catalogue()).unwrap();
         let route = Route::new(&topology, ["render", "ocr", "assemble"]);
         let names: Vec<_> = route.stages().iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["split", "render", "ocr", "assemble"]);

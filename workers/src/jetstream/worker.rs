@@ -746,7 +746,7 @@ async fn process_page(
         .with_label_values(&[&stage_name])
         .observe(queue_wait_us as f64 / 1e6);
     let result_so_far = payload.result.clone();
-    let needs_document = runtime.pipeline.stages[index].needs_document();
+    let needs_document = runtime.pipeline.stages[index].needs_document;
     // The decoded image, when this process handed the page on to this stage.
     let local = match (&payload.image, delivery.msg_id()) {
         (Some(image), Some(id)) => runtime.local_images.take(id, image),

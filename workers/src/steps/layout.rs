@@ -10,7 +10,8 @@ use crate::error::StepError;
 use crate::models::prep::{Normalize, resize_linear};
 use crate::models::{Model, ModelError};
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// The model's fixed input: 608 wide, 800 high.
 const INPUT: (u32, u32) = (608, 800);
@@ -137,9 +138,36 @@ impl DetectRegions {
     }
 }
 
+/// Step `detect_regions`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "detect_regions",
+        stage: "layout",
+        models: &[super::MODEL_LAYOUT],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "layout regions (text, title, table, figure...) by the layout model",
+    },
+    build: Some(|context, settings| {
+        Ok(Box::new(DetectRegions::new(
+            super::settings_of(STEP.info.name, settings)?,
+            context.model(super::MODEL_LAYOUT)?,
+        )?))
+    }),
+};
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        super::fraction("min_score", self.min_score)?;
+        super::fraction("iou_threshold", self.iou_threshold)?;
+        super::at_least_one("max_per_class", self.max_per_class as u64)
+    }
+}
+
 impl Step for DetectRegions {
-    fn name(&self) -> &'static str {
-        "detect_regions"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, meter: &mut StepMeter) -> Result<(), StepError> {

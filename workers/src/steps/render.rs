@@ -5,28 +5,72 @@ use std::sync::Arc;
 
 use image::imageops::FilterType;
 use schemas::{DocumentKind, ErrorKind};
+use serde::Deserialize;
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{NoSettings, Step, StepDef, StepSettings, at_least_one, check_settings};
 use crate::{images, pdf};
 
-/// Rendering settings.
-#[derive(Debug, Clone, PartialEq)]
+/// Settings of [`Rasterize`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Resolution PDF pages are rasterised at.
     pub dpi: u32,
     /// Longest page side in pixels; larger pages and images are scaled down.
     pub max_side_px: u32,
-    /// Largest page accepted, in pixels (checked before decoding).
-    pub max_page_pixels: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { dpi: 150, max_side_px: 2000, max_page_pixels: 40_000_000 }
+        Config { dpi: 150, max_side_px: 2000 }
     }
 }
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        at_least_one("dpi", self.dpi.into())?;
+        at_least_one("max_side_px", self.max_side_px.into())
+    }
+}
+
+/// Step `rasterize`.
+pub const RASTERIZE: StepDef = StepDef {
+    info: StepInfo {
+        name: "rasterize",
+        stage: "render",
+        models: &[],
+        reads_document: true,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "the page image: a PDF page rendered, an image page decoded, long side capped",
+    },
+    build: Some(|context, settings| {
+        Ok(Box::new(Rasterize {
+            config: super::settings_of(RASTERIZE.info.name, settings)?,
+            max_page_pixels: context.limits.max_page_pixels,
+        }))
+    }),
+};
+
+/// Step `extract_text`.
+pub const EXTRACT_TEXT: StepDef = StepDef {
+    info: StepInfo {
+        name: "extract_text",
+        stage: "render",
+        models: &[],
+        reads_document: true,
+        after: &["rasterize"],
+        settings: check_settings::<NoSettings>,
+        summary: "the PDF text layer, in pixels of the rasterised page",
+    },
+    build: Some(|_, settings| {
+        super::settings_of::<NoSettings>(EXTRACT_TEXT.info.name, settings)?;
+        Ok(Box::new(ExtractText))
+    }),
+};
 
 fn document(page: &Page) -> Result<Arc<Vec<u8>>, StepError> {
     page.document
@@ -34,54 +78,57 @@ fn document(page: &Page) -> Result<Arc<Vec<u8>>, StepError> {
         .ok_or_else(|| StepError::internal("document bytes were not fetched for the render stage"))
 }
 
-fn pdf_geometry(
-    document: &pdfium_render::prelude::PdfDocument<'_>,
-    page: &Page,
-    config: &Config,
-) -> Result<pdf::PageGeometry, StepError> {
-    let geometry = pdf::geometry(document, page.task.page_index, config.dpi, config.max_side_px)?;
-    let pixels = u64::from(geometry.width_px()) * u64::from(geometry.height_px());
-    if pixels > config.max_page_pixels {
-        return Err(StepError::reject(
-            ErrorKind::TooManyPixels,
-            format!("page renders to {pixels} pixels, the limit is {}", config.max_page_pixels),
-        ));
-    }
-    Ok(geometry)
-}
-
 /// Step `rasterize`: the page image, long side at most `max_side_px`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Rasterize {
     pub config: Config,
+    /// Largest page accepted, in pixels (checked before decoding).
+    pub max_page_pixels: u64,
+}
+
+impl Default for Rasterize {
+    fn default() -> Self {
+        Rasterize {
+            config: Config::default(),
+            max_page_pixels: topology::Limits::default().max_page_pixels,
+        }
+    }
 }
 
 impl Step for Rasterize {
-    fn name(&self) -> &'static str {
-        "rasterize"
-    }
-
-    fn needs_document(&self) -> bool {
-        true
+    fn name(&self) -> &str {
+        RASTERIZE.info.name
     }
 
     fn run(&self, page: &mut Page, _meter: &mut StepMeter) -> Result<(), StepError> {
         let bytes = document(page)?;
         let index = page.task.page_index;
-        let (image, dpi) = match page.task.kind {
+        let (image, scale) = match page.task.kind {
             DocumentKind::Pdf => {
                 let document = pdf::open(&bytes)?;
-                let geometry = pdf_geometry(&document, page, &self.config)?;
-                (pdf::rasterize(&document, index, &geometry)?, Some(geometry.dpi()))
+                let geometry =
+                    pdf::geometry(&document, index, self.config.dpi, self.config.max_side_px)?;
+                let pixels = u64::from(geometry.width_px()) * u64::from(geometry.height_px());
+                if pixels > self.max_page_pixels {
+                    return Err(StepError::reject(
+                        ErrorKind::TooManyPixels,
+                        format!(
+                            "page renders to {pixels} pixels, the limit is {}",
+                            self.max_page_pixels
+                        ),
+                    ));
+                }
+                (pdf::rasterize(&document, index, &geometry)?, Some(geometry.scale))
             }
             kind => {
-                let image = images::decode_page(kind, &bytes, index, self.config.max_page_pixels)?;
+                let image = images::decode_page(kind, &bytes, index, self.max_page_pixels)?;
                 (shrink_to(image, self.config.max_side_px), None)
             }
         };
         page.result.width = image.width();
         page.result.height = image.height();
-        page.result.dpi = dpi;
+        page.result.dpi = scale.map(|scale| (scale * 72.0).round() as u32);
+        page.pixels_per_point = scale;
         page.image = Some(image);
         Ok(())
     }
@@ -99,31 +146,28 @@ fn shrink_to(image: image::RgbImage, max_side: u32) -> image::RgbImage {
     image::imageops::resize(&image, width, height, FilterType::Triangle)
 }
 
-/// Step `extract_text`: the PDF's text layer, in pixels of the rasterised
-/// page; nothing for image documents.
+/// Step `extract_text`: the PDF's text layer, in pixels of the page as
+/// `rasterize` rendered it; nothing for image documents.
 #[derive(Debug, Default)]
-pub struct ExtractText {
-    pub config: Config,
-}
+pub struct ExtractText;
 
 impl Step for ExtractText {
-    fn name(&self) -> &'static str {
-        "extract_text"
-    }
-
-    fn needs_document(&self) -> bool {
-        true
+    fn name(&self) -> &str {
+        EXTRACT_TEXT.info.name
     }
 
     fn run(&self, page: &mut Page, _meter: &mut StepMeter) -> Result<(), StepError> {
         if page.task.kind != DocumentKind::Pdf {
             return Ok(());
         }
+        let scale = page.pixels_per_point.ok_or_else(|| {
+            StepError::internal("extract_text needs the page rasterised first (step `rasterize`)")
+        })?;
         let bytes = document(page)?;
         let document = pdf::open(&bytes)?;
-        let geometry = pdf_geometry(&document, page, &self.config)?;
-        let lines = pdf::text_lines(&document, page.task.page_index, &geometry)?;
-        page.text_layer = lines;
+        let index = page.task.page_index;
+        let geometry = pdf::geometry_at_scale(&document, index, scale)?;
+        page.text_layer = pdf::text_lines(&document, index, &geometry)?;
         Ok(())
     }
 }

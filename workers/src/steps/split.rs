@@ -30,6 +30,19 @@ impl From<&topology::Limits> for Config {
     }
 }
 
+/// Step `sniff` (run by [`Splitter::split`]).
+pub const SNIFF: super::StepDef =
+    super::document_level("sniff", "split", "the document's type, from its first bytes");
+/// Step `validate` (run by [`Splitter::split`]).
+pub const VALIDATE: super::StepDef = super::document_level(
+    "validate",
+    "split",
+    "the document within `[limits]`: bytes, page count, a readable file",
+);
+/// Step `fan_out` (run by [`Splitter::split`]).
+pub const FAN_OUT: super::StepDef =
+    super::document_level("fan_out", "split", "one page task per page, on to the next stage");
+
 /// Identifies the document type from its first bytes.
 pub fn sniff(bytes: &[u8]) -> Result<DocumentKind, StepError> {
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -148,20 +161,24 @@ impl Splitter {
         };
 
         let started = Instant::now();
-        let kind = sniff(bytes).map_err(|error| SplitError { step: "sniff", error, kind: None })?;
-        timed("sniff", started);
+        let kind = sniff(bytes).map_err(|error| SplitError {
+            step: SNIFF.info.name,
+            error,
+            kind: None,
+        })?;
+        timed(SNIFF.info.name, started);
 
         let started = Instant::now();
         let page_count = validate(kind, bytes, &self.config).map_err(|error| SplitError {
-            step: "validate",
+            step: VALIDATE.info.name,
             error,
             kind: Some(kind),
         })?;
-        timed("validate", started);
+        timed(VALIDATE.info.name, started);
 
         let started = Instant::now();
         let tasks = fan_out(submission, kind, page_count, page_source);
-        timed("fan_out", started);
+        timed(FAN_OUT.info.name, started);
 
         Ok(Split { kind, tasks, timings })
     }

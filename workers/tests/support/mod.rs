@@ -206,8 +206,9 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let topology_file = dir.path().join("pipeline.toml");
         std::fs::write(&topology_file, text).unwrap();
-        let topology = topology::Pipeline::from_str(text, "pipeline.toml")
-            .unwrap_or_else(|errors| panic!("test pipeline file is invalid: {errors:?}"));
+        let topology =
+            topology::Pipeline::from_str(text, "pipeline.toml", workers::steps::catalogue())
+                .unwrap_or_else(|errors| panic!("test pipeline file is invalid: {errors:?}"));
         let store_url = format!("file://{}", dir.path().join("store").display());
         let store = BlobStore::open(&store_url).unwrap();
         let js = jetstream::context(connect(&server.url()).await);

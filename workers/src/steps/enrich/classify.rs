@@ -16,7 +16,8 @@ use serde::Deserialize;
 use super::diagnostic;
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of [`ClassifyPage`].
 #[derive(Debug, Clone, Deserialize)]
@@ -45,9 +46,31 @@ impl ClassifyPage {
     }
 }
 
+/// Step `classify_page`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "classify_page",
+        stage: "enrich",
+        models: &[],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "the page class (invoice, letter, form, article...) from its fields, regions and words",
+    },
+    build: Some(|_, settings| {
+        Ok(Box::new(ClassifyPage::new(super::super::settings_of(STEP.info.name, settings)?)))
+    }),
+};
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        super::super::fraction("min_score", self.min_score)
+    }
+}
+
 impl Step for ClassifyPage {
-    fn name(&self) -> &'static str {
-        "classify_page"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, _meter: &mut StepMeter) -> Result<(), StepError> {

@@ -26,7 +26,8 @@ use serde::Deserialize;
 use super::{diagnostic, union};
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::StepInfo;
 
 /// Settings of [`ExtractFields`].
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,9 +51,27 @@ impl ExtractFields {
     }
 }
 
+/// Step `extract_fields`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "extract_fields",
+        stage: "enrich",
+        models: &[],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "IBANs, VAT ids, invoice numbers, e-mail addresses, dates, amounts; checksums verified",
+    },
+    build: Some(|_, settings| {
+        Ok(Box::new(ExtractFields::new(super::super::settings_of(STEP.info.name, settings)?)))
+    }),
+};
+
+impl StepSettings for Config {}
+
 impl Step for ExtractFields {
-    fn name(&self) -> &'static str {
-        "extract_fields"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, _meter: &mut StepMeter) -> Result<(), StepError> {
@@ -140,6 +159,7 @@ fn extract(result: &mut PageResult, config: &Config, step: &str) {
             line: Some(hit.line as u32),
             bbox: Some(span_bbox(line, hit.span)),
             confidence: line.confidence * hit.certainty,
+            name: None,
         }
     }));
 }
@@ -147,7 +167,7 @@ fn extract(result: &mut PageResult, config: &Config, step: &str) {
 /// The box of a byte span of a line's text: the part of each word box the
 /// span covers (by character share), or that part of the line box where the
 /// words are missing or do not match the text.
-fn span_bbox(line: &Line, span: Range<usize>) -> BBox {
+pub(crate) fn span_bbox(line: &Line, span: Range<usize>) -> BBox {
     let part = |bbox: &BBox, text: &str, at: usize| -> Option<BBox> {
         let (start, end) = (span.start.max(at), span.end.min(at + text.len()));
         if start >= end {
@@ -348,6 +368,43 @@ fn vat_ids(scan: &mut Scan) {
             scan.add(FieldKind::VatId, m.range(), format!("{prefix}{body}"), certainty);
         }
     }
+}
+
+/// Whether `text` (spaces allowed) is an IBAN: a known country, its
+/// length, and the MOD 97-10 checksum.
+pub(crate) fn is_valid_iban(text: &str) -> bool {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let known_length = IBAN_LENGTHS
+        .iter()
+        .find(|(cc, _)| compact.starts_with(cc))
+        .is_some_and(|&(_, length)| compact.len() == length);
+    known_length
+        && compact.is_ascii()
+        && mod97(compact[4..].chars().chain(compact[..4].chars())) == Some(1)
+}
+
+/// Whether `text` is a VAT id of a known format whose checksum, where this
+/// module knows it, holds.
+pub(crate) fn is_valid_vat_id(text: &str) -> bool {
+    VAT.iter().any(|(re, prefix, checksum)| {
+        let Some(m) = re.find(text).filter(|m| m.range() == (0..text.len())) else {
+            return false;
+        };
+        let body: String =
+            m.as_str()[prefix.len()..].chars().filter(char::is_ascii_alphanumeric).collect();
+        let digits: Option<Vec<u32>> = body.chars().map(|c| c.to_digit(10)).collect();
+        match (checksum, digits) {
+            (Some(check), Some(digits)) => check(&digits),
+            _ => true,
+        }
+    })
+}
+
+/// Whether the digits of `text` (anything else ignored, at least two)
+/// pass the Luhn check (card numbers, many national ids).
+pub(crate) fn is_valid_luhn(text: &str) -> bool {
+    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
+    digits.len() >= 2 && luhn(&digits)
 }
 
 /// Germany: ISO 7064 MOD 11,10 over 9 digits.

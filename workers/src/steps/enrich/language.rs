@@ -7,7 +7,8 @@ use serde::Deserialize;
 use super::diagnostic;
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of [`DetectLanguage`].
 #[derive(Debug, Clone, Deserialize)]
@@ -39,9 +40,31 @@ impl DetectLanguage {
     }
 }
 
+/// Step `detect_language`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "detect_language",
+        stage: "enrich",
+        models: &[],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "the page's language (ISO 639-3)",
+    },
+    build: Some(|_, settings| {
+        Ok(Box::new(DetectLanguage::new(super::super::settings_of(STEP.info.name, settings)?)))
+    }),
+};
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        super::super::fraction("min_confidence", self.min_confidence)
+    }
+}
+
 impl Step for DetectLanguage {
-    fn name(&self) -> &'static str {
-        "detect_language"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, _meter: &mut StepMeter) -> Result<(), StepError> {

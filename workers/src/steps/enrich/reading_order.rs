@@ -15,7 +15,8 @@ use serde::Deserialize;
 use super::{median, rows, union};
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of [`OrderReading`].
 #[derive(Debug, Clone, Deserialize)]
@@ -49,9 +50,31 @@ impl OrderReading {
     }
 }
 
+/// Step `order_reading`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "order_reading",
+        stage: "enrich",
+        models: &[],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "lines in reading order: regions, then columns, top to bottom",
+    },
+    build: Some(|_, settings| {
+        Ok(Box::new(OrderReading::new(super::super::settings_of(STEP.info.name, settings)?)))
+    }),
+};
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        super::super::fraction("min_line_overlap", self.min_line_overlap)
+    }
+}
+
 impl Step for OrderReading {
-    fn name(&self) -> &'static str {
-        "order_reading"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, _meter: &mut StepMeter) -> Result<(), StepError> {

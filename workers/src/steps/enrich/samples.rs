@@ -34,7 +34,7 @@ fn enrich(name: &str) -> PageResult {
     page.document = Some(Arc::new(std::fs::read(repo.join("samples").join(name)).unwrap()));
     let mut meter = StepMeter::default();
     Rasterize::default().run(&mut page, &mut meter).unwrap();
-    ExtractText::default().run(&mut page, &mut meter).unwrap();
+    ExtractText.run(&mut page, &mut meter).unwrap();
     page.result.lines = page.text_layer.clone();
     let steps: [&dyn Step; 5] = [
         &OrderReading::default(),

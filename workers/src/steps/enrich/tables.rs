@@ -18,7 +18,8 @@ use serde::Deserialize;
 use super::{centre, contains, diagnostic, ink_level, median, rows};
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::StepInfo;
 
 /// Settings of [`BuildTables`].
 #[derive(Debug, Clone, Deserialize)]
@@ -66,9 +67,27 @@ impl BuildTables {
     }
 }
 
+/// Step `build_tables`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "build_tables",
+        stage: "enrich",
+        models: &[],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "tables with cells, from ruling lines or word columns",
+    },
+    build: Some(|_, settings| {
+        Ok(Box::new(BuildTables::new(super::super::settings_of(STEP.info.name, settings)?)))
+    }),
+};
+
+impl StepSettings for Config {}
+
 impl Step for BuildTables {
-    fn name(&self) -> &'static str {
-        "build_tables"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, _meter: &mut StepMeter) -> Result<(), StepError> {

@@ -10,7 +10,8 @@ use super::{LINE_HEIGHT, write_line};
 use crate::error::StepError;
 use crate::models::Model;
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Width of the classifier's input (crops are padded to it).
 const INPUT_WIDTH: u32 = 192;
@@ -45,9 +46,35 @@ impl ClassifyLines {
     }
 }
 
+/// Step `classify_lines`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "classify_lines",
+        stage: "ocr",
+        models: &[super::super::MODEL_CLS],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "turns upside-down lines by the line classifier",
+    },
+    build: Some(|context, settings| {
+        Ok(Box::new(ClassifyLines::new(
+            super::super::settings_of(STEP.info.name, settings)?,
+            context.model(super::super::MODEL_CLS)?,
+        )))
+    }),
+};
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        super::super::at_least_one("batch_size", self.batch_size as u64)?;
+        super::super::fraction("min_confidence", self.min_confidence)
+    }
+}
+
 impl Step for ClassifyLines {
-    fn name(&self) -> &'static str {
-        "classify_lines"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, meter: &mut StepMeter) -> Result<(), StepError> {

@@ -15,7 +15,8 @@ use crate::error::StepError;
 use crate::models::Model;
 use crate::models::prep::{Normalize, resize_linear};
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of text detection.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -120,9 +121,43 @@ impl DetectText {
     }
 }
 
+/// Step `detect_text`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "detect_text",
+        stage: "ocr",
+        models: &[super::super::MODEL_DET],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "text lines, from the text layer where it covers a region, else by the detection model",
+    },
+    build: Some(|context, settings| {
+        Ok(Box::new(DetectText::new(
+            super::super::settings_of(STEP.info.name, settings)?,
+            context.model(super::super::MODEL_DET)?,
+        )))
+    }),
+};
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        use super::super::{at_least_one, fraction, positive};
+        at_least_one("limit_side_len", self.limit_side_len.into())?;
+        at_least_one("det_max_side_len", self.det_max_side_len.into())?;
+        at_least_one("max_side_len", self.max_side_len.into())?;
+        fraction("db.thresh", self.db.thresh)?;
+        fraction("db.box_thresh", self.db.box_thresh)?;
+        positive("db.unclip_ratio", self.db.unclip_ratio)?;
+        at_least_one("db.max_candidates", self.db.max_candidates as u64)?;
+        fraction("text_layer.min_readable", self.text_layer.min_readable)?;
+        fraction("text_layer.max_overlap", self.text_layer.max_overlap)
+    }
+}
+
 impl Step for DetectText {
-    fn name(&self) -> &'static str {
-        "detect_text"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, meter: &mut StepMeter) -> Result<(), StepError> {

@@ -13,7 +13,8 @@ use super::{Candidate, LINE_HEIGHT, Quad, axis_aligned, sort_lines, write_line};
 use crate::error::StepError;
 use crate::models::{Model, ModelError};
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of line recognition.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -144,9 +145,40 @@ impl RecognizeText {
     }
 }
 
+/// Step `recognize_text`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "recognize_text",
+        stage: "ocr",
+        models: &[super::super::MODEL_REC],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "the text of each line by the recognition model",
+    },
+    build: Some(|context, settings| {
+        Ok(Box::new(RecognizeText::new(
+            super::super::settings_of(STEP.info.name, settings)?,
+            context.model(super::super::MODEL_REC)?,
+        )?))
+    }),
+};
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        super::super::at_least_one("batch_size", self.batch_size as u64)?;
+        super::super::at_least_one("min_width", self.min_width.into())?;
+        if self.max_width < self.min_width {
+            return Err(SettingsProblem::at("max_width", "must not be below `min_width`"));
+        }
+        super::super::fraction("min_score", self.min_score)?;
+        super::super::fraction("recheck_turned_below", self.recheck_turned_below)
+    }
+}
+
 impl Step for RecognizeText {
-    fn name(&self) -> &'static str {
-        "recognize_text"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, meter: &mut StepMeter) -> Result<(), StepError> {

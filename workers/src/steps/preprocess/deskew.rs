@@ -18,8 +18,9 @@ use serde::Deserialize;
 
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
 use crate::steps::enrich::{diagnostic, ink_level, median};
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Step of the coarse angle search, degrees.
 const COARSE_STEP_DEG: f32 = 0.25;
@@ -75,9 +76,34 @@ impl Deskew {
     }
 }
 
+/// Step `deskew`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "deskew",
+        stage: "preprocess",
+        models: &[],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "straightens a page skewed by up to `max_deg` degrees",
+    },
+    build: Some(|_, settings| {
+        Ok(Box::new(Deskew::new(super::super::settings_of(STEP.info.name, settings)?)))
+    }),
+};
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        if !(0.0..=45.0).contains(&self.max_deg) {
+            return Err(SettingsProblem::at("max_deg", "must be between 0 and 45 degrees"));
+        }
+        super::super::at_least_one("work_px", self.work_px.into())
+    }
+}
+
 impl Step for Deskew {
-    fn name(&self) -> &'static str {
-        "deskew"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, _meter: &mut StepMeter) -> Result<(), StepError> {

@@ -14,8 +14,9 @@ use crate::error::StepError;
 use crate::models::prep::{Normalize, resize_lanczos4};
 use crate::models::{Model, ModelError};
 use crate::page::{Page, StepMeter};
-use crate::steps::Step;
 use crate::steps::enrich::diagnostic;
+use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// The model looks at a centre crop of this size.
 const CROP: u32 = 224;
@@ -117,9 +118,35 @@ impl Orient {
     }
 }
 
+/// Step `orient`.
+pub const STEP: StepDef = StepDef {
+    info: StepInfo {
+        name: "orient",
+        stage: "preprocess",
+        models: &[super::super::MODEL_ORIENTATION],
+        reads_document: false,
+        after: &[],
+        settings: check_settings::<Config>,
+        summary: "turns the page upright (0, 90, 180, 270 degrees) by the orientation model",
+    },
+    build: Some(|context, settings| {
+        Ok(Box::new(Orient::new(
+            super::super::settings_of(STEP.info.name, settings)?,
+            context.model(super::super::MODEL_ORIENTATION)?,
+        )?))
+    }),
+};
+
+impl StepSettings for Config {
+    fn check(&self) -> Result<(), SettingsProblem> {
+        super::super::fraction("min_confidence", self.min_confidence)?;
+        super::super::fraction("min_margin", self.min_margin)
+    }
+}
+
 impl Step for Orient {
-    fn name(&self) -> &'static str {
-        "orient"
+    fn name(&self) -> &str {
+        STEP.info.name
     }
 
     fn run(&self, page: &mut Page, meter: &mut StepMeter) -> Result<(), StepError> {

@@ -1,8 +1,7 @@
 //! Model file verification: existence and sha256, against files made here
 //! and against the installed models.
 
-#![allow(clippy::unwrap_used)]
-
+use crate::steps;
 use std::path::{Path, PathBuf};
 
 use topology::{DEFAULT_MODEL_DIR, Pipeline, TopologyError};
@@ -19,7 +18,7 @@ fn model_text(file: &str, sha256: &str) -> String {
 }
 
 fn pipeline_with_model(file: &str, sha256: &str) -> Pipeline {
-    Pipeline::from_str(&model_text(file, sha256), "models.toml").unwrap()
+    Pipeline::from_str(&model_text(file, sha256), "models.toml", steps()).unwrap()
 }
 
 /// The 1-based line starting with `key =` in the text of [`model_text`].
@@ -79,8 +78,10 @@ fn every_model_is_checked_not_just_the_first() {
         "{minimal}\n[models.a]\npath = \"a.onnx\"\nsha256 = \"{SHA256_EMPTY}\"\n\
          [models.b]\npath = \"b.onnx\"\nsha256 = \"{SHA256_ABC}\"\n"
     );
-    let errors =
-        Pipeline::from_str(&text, "two.toml").unwrap().verify_models(dir.path()).unwrap_err();
+    let errors = Pipeline::from_str(&text, "two.toml", steps())
+        .unwrap()
+        .verify_models(dir.path())
+        .unwrap_err();
     assert!(
         matches!(
             errors.as_slice(),
@@ -101,11 +102,11 @@ fn installed_model_dir() -> PathBuf {
 /// missing (never a silent pass).
 #[test]
 fn embedded_models_verify_against_the_installed_model_dir() {
-    let pipeline = Pipeline::embedded().unwrap();
+    let pipeline = Pipeline::embedded(steps()).unwrap();
     let dir = installed_model_dir();
     if dir.is_dir() {
         pipeline.verify_models(&dir).unwrap();
-        let report = topology::check(None, Some(&dir));
+        let report = topology::check(None, Some(&dir), steps());
         assert!(report.is_ok(), "{report}");
     } else {
         let errors = pipeline.verify_models(&dir).unwrap_err();

@@ -1,8 +1,7 @@
-//! Every file under `tests/broken/` is rejected with the errors its
+//! Every file under `tests/topology/broken/` is rejected with the errors its
 //! `# expect: Kind[, Kind]` comments announce, on the lines they are on.
 
-#![allow(clippy::unwrap_used)]
-
+use crate::steps;
 use std::path::{Path, PathBuf};
 
 use topology::{Pipeline, TopologyError};
@@ -12,6 +11,7 @@ fn kind(error: &TopologyError) -> &'static str {
         TopologyError::Read { .. } => "Read",
         TopologyError::Syntax { .. } => "Syntax",
         TopologyError::UnknownKey { .. } => "UnknownKey",
+        TopologyError::Moved { .. } => "Moved",
         TopologyError::MissingKey { .. } => "MissingKey",
         TopologyError::BadDuration { .. } => "BadDuration",
         TopologyError::InvalidValue { .. } => "InvalidValue",
@@ -32,7 +32,7 @@ fn kind(error: &TopologyError) -> &'static str {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/topology/broken").join(name)
 }
 
 /// `(line, kind)` for every `# expect:` comment of `text`.
@@ -48,7 +48,7 @@ fn expected(text: &str) -> Vec<(usize, String)> {
 }
 
 fn load_errors(path: &Path) -> Vec<TopologyError> {
-    match Pipeline::load(path) {
+    match Pipeline::load(path, steps()) {
         Ok(_) => panic!("{} loaded without errors", path.display()),
         Err(errors) => errors,
     }
@@ -143,7 +143,7 @@ fn semantic_errors_are_all_collected_in_file_order() {
     assert_eq!(
         keys,
         [
-            "ocr.det_thresh",
+            "steps.detect_text.db.thresh",
             "models.det.sha256",
             "stages.split.steps[3]",
             "stages.split.concurrency",
@@ -157,7 +157,7 @@ fn semantic_errors_are_all_collected_in_file_order() {
 #[test]
 fn the_check_report_names_file_line_and_key() {
     let path = fixture("unknown_key.toml");
-    let report = topology::check(Some(&path), None);
+    let report = topology::check(Some(&path), None, steps());
     assert!(!report.is_ok());
     assert!(report.pipeline().is_none());
     let [TopologyError::UnknownKey { at, key, .. }] = report.errors() else { panic!("{report}") };
