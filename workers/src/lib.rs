@@ -17,5 +17,6 @@ pub mod page;
 pub mod pdf;
 pub mod pipeline;
 pub mod registry;
+pub mod shutdown;
 pub mod steps;
 pub mod supervisor;

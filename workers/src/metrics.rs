@@ -34,7 +34,7 @@ pub mod names {
     pub const CONSUMER_ACK_PENDING: &str = "pagestream_consumer_ack_pending";
     pub const CONSUMER_LAG: &str = "pagestream_consumer_lag";
     pub const PUBLISH_RETRIES: &str = "pagestream_publish_retries_total";
-    pub const MODEL_BATCH_SIZE: &str = "pagestream_model_batch_size";
+    pub const MODEL_BATCH_SIZE: &str = crate::models::BATCH_SIZE_METRIC;
     pub const RESIDENT_BYTES: &str = "pagestream_process_resident_bytes";
     pub const CPU_SECONDS: &str = "pagestream_process_cpu_seconds_total";
     pub const DOCUMENT_SECONDS_PER_PAGE: &str = "pagestream_document_seconds_per_page";

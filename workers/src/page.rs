@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
-use schemas::{Line, PageResult, PageTask};
+use schemas::{Line, PageResult, PageTask, Point};
 
 /// A page on its way through the stages.
 ///
@@ -31,7 +31,7 @@ pub struct Page {
     /// When the page was queued for its next stage (for queue-wait timings).
     pub enqueued_at: Option<Instant>,
     /// OCR state between the steps of the `ocr` stage.
-    pub ocr: crate::steps::ocr::Scratch,
+    pub ocr: OcrScratch,
     /// The image as it arrived from another process, to be sent on as it
     /// is when no step changed it (set by the transport, not by steps).
     pub received_image: Option<ReceivedImage>,
@@ -67,4 +67,29 @@ impl Page {
 pub struct StepMeter {
     /// Time spent in model inference during the step.
     pub inference: Duration,
+}
+
+/// A quadrilateral in pixels: tl, tr, br, bl.
+pub type Quad = [Point; 4];
+
+/// OCR state carried between the steps of the stage (never serialised).
+#[derive(Debug, Clone, Default)]
+pub struct OcrScratch {
+    /// Lines detected and cut out, waiting to be read, in reading order.
+    pub lines: Vec<Candidate>,
+}
+
+/// A detected text line waiting for recognition.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The line's corners in page pixels.
+    pub quad: Quad,
+    /// Detection score (mean text probability inside the box).
+    pub score: f32,
+    /// The line cut out of the page, upright.
+    pub crop: RgbImage,
+    /// The crop was turned 90 degrees counter-clockwise (vertical text).
+    pub vertical: bool,
+    /// The crop was turned 180 degrees after classification.
+    pub flipped: bool,
 }

@@ -1,4 +1,5 @@
-//! `pagestream topology check`: validate a pipeline file and its models.
+//! `pagestream topology check`: validate a pipeline file and its models;
+//! `pagestream topology steps`: the steps and rule kinds a file may use.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,9 @@ pub enum TopologyCommand {
         #[arg(long)]
         no_models: bool,
     },
+    /// Print the built-in steps (stage, models, settings with their
+    /// defaults) and the rule kinds, as Markdown
+    Steps,
 }
 
 pub fn run(global: &GlobalArgs, args: TopologyArgs) -> anyhow::Result<ExitCode> {
@@ -39,6 +43,10 @@ pub fn run(global: &GlobalArgs, args: TopologyArgs) -> anyhow::Result<ExitCode> 
             );
             print!("{report}");
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        TopologyCommand::Steps => {
+            print!("{}", crate::steps::reference::markdown());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

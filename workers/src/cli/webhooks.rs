@@ -11,9 +11,9 @@ use super::GlobalArgs;
 use super::worker::{block_on, connect_config, parse_duration, serve_metrics, wait_for_signal};
 use crate::jetstream::publish::Publisher;
 use crate::jetstream::webhook::{Sink, targets};
-use crate::jetstream::worker::Shutdown;
 use crate::jetstream::{self};
 use crate::metrics::{Metrics, Readiness};
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, Args)]
 pub struct WebhooksArgs {

@@ -14,11 +14,12 @@ use clap::Args;
 use super::GlobalArgs;
 use crate::blobs::BlobStore;
 use crate::home::Home;
-use crate::jetstream::worker::{self, Role, Shutdown};
 use crate::jetstream::{self, ConnectConfig, Runtime, Settings};
+use crate::jetstream::{Role, worker};
 use crate::metrics::{self, Metrics, Readiness};
 use crate::pipeline::Pipeline;
 use crate::registry;
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {

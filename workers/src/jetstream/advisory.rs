@@ -17,11 +17,11 @@ use schemas::subjects::{HEADER_REPLAY, STREAM_DOCS, UNROUTED_TENANT, tenant_of};
 use schemas::{DeadLetter, ErrorKind, FailureRecord, PagePayload};
 use serde::Deserialize;
 
-use super::split::{give_up_document, receive_submission};
-use super::worker::{
-    Refusal, Role, document_finished, forward_failed, publish_dead_letter, receive_page,
+use super::delivery::{
+    Refusal, document_finished, forward_failed, publish_dead_letter, receive_page,
 };
-use super::{Error, Runtime};
+use super::split::{give_up_document, receive_submission};
+use super::{Error, Role, Runtime};
 use crate::pipeline::now_ms;
 
 /// Queue group of the advisory listeners.

@@ -23,10 +23,10 @@ use schemas::{
 use topology::catalogue::EXIT_STAGE;
 use tracing::Instrument;
 
+use super::delivery::{Delivery, PhaseFailure, publish_dead_letter, receive_page, refuse, settle};
 use super::payload::{self, blob_error};
 use super::publish::Outgoing;
 use super::state::Change;
-use super::worker::{Delivery, publish_dead_letter, receive_page, refuse, settle_given_up};
 use super::{Error, Runtime, claim_check, document_msg_id, page_msg_id};
 use crate::blobs::{BlobError, document_prefix};
 use crate::error::StepError;
@@ -74,39 +74,28 @@ pub(crate) async fn handle(runtime: &Runtime, message: Message) {
         page = payload.task.page_index,
         attempt = delivery.attempt
     );
+    let delivery = &delivery;
     async {
         let task = payload.task.clone();
-        match delivery.keep_alive(land(runtime, payload, &delivery)).await {
-            Ok(()) => {
-                delivery.done().await;
-                runtime.metrics.processed.with_label_values(&[EXIT_STAGE]).inc();
-            }
-            Err(error) => {
-                let kind = format!("{:?}", error.kind).to_lowercase();
-                if let Some(delay) = delivery.retry_delay(&error) {
-                    tracing::warn!(%error, ?delay, "cannot land page, will retry");
-                    runtime.metrics.failed.with_label_values(&[EXIT_STAGE, &kind, "retry"]).inc();
-                    return delivery.retry(delay).await;
-                }
-                tracing::error!(%error, "cannot land page, dead-lettered; its document ends failed");
-                runtime.metrics.failed.with_label_values(&[EXIT_STAGE, &kind, "dead_letter"]).inc();
-                let failure = PageFailure { stage: EXIT_STAGE.into(), step: "land".into(), error };
-                let record = failure.record(&crate::page::Page::new(task.clone()), delivery.attempt);
-                let letter = schemas::DeadLetter {
-                    tenant: task.tenant.clone(),
-                    failure: record.clone(),
-                    subject: delivery.message.subject.to_string(),
-                    payload: delivery.message.payload.to_vec(),
-                    payload_blob: None,
-                };
-                let id = page_msg_id(&task, EXIT_STAGE, delivery.replay);
-                let recorded = match publish_dead_letter(runtime, EXIT_STAGE, &id, letter).await {
-                    Ok(()) => abandon(runtime, &task, record, delivery.replay).await,
-                    Err(error) => Err(error),
-                };
-                settle_given_up(&delivery, recorded).await;
-            }
-        }
+        let outcome = delivery.keep_alive(land(runtime, payload, delivery)).await;
+        let outcome = outcome.map_err(|error| PhaseFailure::new("land", error));
+        settle(runtime, delivery, outcome, |failure| async move {
+            tracing::error!(error = %failure.error, "page cannot land; its document ends failed");
+            let failure =
+                PageFailure { stage: EXIT_STAGE.into(), step: failure.phase, error: failure.error };
+            let record = failure.record(&crate::page::Page::new(task.clone()), delivery.attempt);
+            let letter = schemas::DeadLetter {
+                tenant: task.tenant.clone(),
+                failure: record.clone(),
+                subject: delivery.message.subject.to_string(),
+                payload: delivery.message.payload.to_vec(),
+                payload_blob: None,
+            };
+            let id = page_msg_id(&task, EXIT_STAGE, delivery.replay);
+            publish_dead_letter(runtime, EXIT_STAGE, &id, letter).await?;
+            abandon(runtime, &task, record, delivery.replay).await
+        })
+        .await;
     }
     .instrument(span)
     .await

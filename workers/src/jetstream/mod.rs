@@ -18,6 +18,7 @@
 pub mod advisory;
 pub mod assemble;
 pub mod claim_check;
+pub mod delivery;
 pub mod dlq;
 pub mod lag;
 pub mod local;
@@ -488,6 +489,47 @@ impl Runtime {
     /// Whether pages leaving `stage` must keep the document bytes.
     pub fn keep_document(&self, stage: &str) -> bool {
         self.keep_document.get(stage).copied().unwrap_or(stage == ENTRY_STAGE)
+    }
+}
+
+/// What a worker process runs: the document splitter, a page stage, or the
+/// assembler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Split,
+    Stage(String),
+    Assemble,
+}
+
+impl Role {
+    /// The stage name.
+    pub fn name(&self) -> &str {
+        match self {
+            Role::Split => ENTRY_STAGE,
+            Role::Stage(name) => name,
+            Role::Assemble => EXIT_STAGE,
+        }
+    }
+
+    /// Parses `--stage`: `all`, or stage names separated by commas.
+    pub fn parse(spec: &str, runtime: &Runtime) -> Result<Vec<Role>, Error> {
+        let known: Vec<&str> = runtime.route.stages().iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = if spec.trim() == "all" {
+            known.clone()
+        } else {
+            spec.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+        };
+        names
+            .into_iter()
+            .map(|name| match name {
+                ENTRY_STAGE => Ok(Role::Split),
+                EXIT_STAGE => Ok(Role::Assemble),
+                name if runtime.pipeline.stage(name).is_some() => Ok(Role::Stage(name.to_string())),
+                name => {
+                    Err(Error::UnknownStage { name: name.to_string(), known: known.join(", ") })
+                }
+            })
+            .collect()
     }
 }
 

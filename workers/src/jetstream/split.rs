@@ -19,20 +19,17 @@ use schemas::{
 use tracing::Instrument;
 
 use super::assemble::publish_result;
+use super::delivery::{
+    Delivery, PhaseFailure, Refusal, decode_from, own_blob, page_message, publish_dead_letter,
+    refuse, same_tenant, settle, valid_doc_id,
+};
 use super::payload::{self, blob_error, blocking};
 use super::publish::Outgoing;
 use super::state::Change;
-use super::worker::{
-    Delivery, Refusal, decode_from, own_blob, page_message, publish_dead_letter, refuse,
-    same_tenant, settle_given_up,
-};
 use super::{Error, Runtime, document_msg_id};
 use crate::blobs::{self, sha256_hex};
 use crate::error::StepError;
 use crate::pipeline::now_ms;
-
-/// A failed step of splitting: the step's name and its error.
-type SplitFailure = (&'static str, StepError);
 
 /// One submitted document through `split`.
 pub(crate) async fn handle(runtime: &Runtime, message: Message) {
@@ -43,44 +40,25 @@ pub(crate) async fn handle(runtime: &Runtime, message: Message) {
         Err(refusal) => return refuse_submission(runtime, &delivery, refusal).await,
     };
     let span = tracing::info_span!("document", stage = "split", doc_id = %submission.doc_id, tenant = %submission.tenant);
+    let (submission, delivery) = (&submission, &delivery);
     async {
         let outcome =
-            delivery.keep_alive(split_document(runtime, &submission, delivery.replay)).await;
-        match outcome {
-            Ok(()) => {
-                delivery.done().await;
-                runtime.metrics.processed.with_label_values(&[&delivery.stage]).inc();
-            }
-            Err((step, error)) => {
-                let kind = format!("{:?}", error.kind).to_lowercase();
-                if let Some(delay) = delivery.retry_delay(&error) {
-                    tracing::warn!(%error, step, ?delay, "split failed, document will be retried");
-                    runtime
-                        .metrics
-                        .failed
-                        .with_label_values(&[&delivery.stage, &kind, "retry"])
-                        .inc();
-                    return delivery.retry(delay).await;
-                }
-                tracing::warn!(%error, step, "split failed for good, document dead-lettered");
-                runtime
-                    .metrics
-                    .failed
-                    .with_label_values(&[&delivery.stage, &kind, "dead_letter"])
-                    .inc();
-                let record = failure_record(&submission, step, &error, delivery.attempt);
-                let given_up = give_up_document(
-                    runtime,
-                    &submission,
-                    &delivery.message.subject,
-                    &delivery.message.payload,
-                    record,
-                    delivery.replay,
-                )
-                .await;
-                settle_given_up(&delivery, given_up).await;
-            }
-        }
+            delivery.keep_alive(split_document(runtime, submission, delivery.replay)).await;
+        settle(runtime, delivery, outcome, |failure| async move {
+            let record =
+                failure_record(submission, &failure.phase, &failure.error, delivery.attempt);
+            let message = &delivery.message;
+            give_up_document(
+                runtime,
+                submission,
+                &message.subject,
+                &message.payload,
+                record,
+                delivery.replay,
+            )
+            .await
+        })
+        .await;
     }
     .instrument(span)
     .await
@@ -167,27 +145,22 @@ fn failure_record(
     }
 }
 
-/// Whether `id` can be a subject token and a key-value key: letters,
-/// digits, `-` and `_`, at most 128 of them.
-pub fn valid_doc_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 async fn split_document(
     runtime: &Runtime,
     submission: &DocumentSubmission,
     replay: Option<u64>,
-) -> Result<(), SplitFailure> {
+) -> Result<(), PhaseFailure> {
     // Tenant and document id were checked as the submission was received.
     let (tenant, doc_id) = (submission.tenant.as_str(), submission.doc_id.as_str());
     if !runtime.accepts_tenant(tenant) {
         let message = format!("tenant `{tenant}` is not declared in the topology");
-        return Err(("validate", StepError::reject(ErrorKind::UnknownTenant, message)));
+        return Err(PhaseFailure::new(
+            "validate",
+            StepError::reject(ErrorKind::UnknownTenant, message),
+        ));
     }
     let state_error = |error: super::state::StateError| {
-        (
+        PhaseFailure::new(
             "record",
             StepError::retry_after(
                 ErrorKind::Unavailable,
@@ -211,7 +184,7 @@ async fn split_document(
         _ => {}
     }
     let record_error = |error: Error| {
-        (
+        PhaseFailure::new(
             "record",
             StepError::retry_after(
                 ErrorKind::Unavailable,
@@ -233,11 +206,14 @@ async fn split_document(
     let bytes = match &submission.source {
         DocumentSource::Blob(blob) if blob.size > limit => {
             let message = format!("document is {} bytes, the limit is {limit}", blob.size);
-            return Err(("validate", StepError::reject(ErrorKind::TooLarge, message)));
+            return Err(PhaseFailure::new(
+                "validate",
+                StepError::reject(ErrorKind::TooLarge, message),
+            ));
         }
         source => payload::document_bytes(doc_id, source, &runtime.blobs)
             .await
-            .map_err(|e| ("fetch", e))?,
+            .map_err(PhaseFailure::of("fetch"))?,
     };
     let page_source = match &submission.source {
         DocumentSource::Blob(blob) => DocumentSource::Blob(blob.clone()),
@@ -252,7 +228,7 @@ async fn split_document(
                 .blobs
                 .put(&key, bytes.clone())
                 .await
-                .map_err(|e| ("store", blob_error(e)))?;
+                .map_err(|e| PhaseFailure::new("store", blob_error(e)))?;
             DocumentSource::Blob(blob)
         }
     };
@@ -264,11 +240,11 @@ async fn split_document(
         Ok(splitter.split(&submission, &bytes, &page_source))
     })
     .await
-    .map_err(|e| ("split", e))?;
+    .map_err(PhaseFailure::of("split"))?;
     let split = match split {
         Ok(split) => split,
         Err(failed) if matches!(failed.error.retry, crate::error::Retry::After(_)) => {
-            return Err((failed.step, failed.error));
+            return Err(PhaseFailure::new(failed.step, failed.error));
         }
         Err(failed) => {
             // The document itself is bad: it is finished at once, failed.
@@ -330,7 +306,7 @@ async fn split_document(
         let payload = PagePayload::result_only(task, result, now_ms());
         let message = page_message(runtime, &payload, &first, replay)
             .await
-            .map_err(|e| ("fan_out", StepError::internal(e.to_string())))?;
+            .map_err(|e| PhaseFailure::new("fan_out", StepError::internal(e.to_string())))?;
         messages.push(message);
     }
     runtime.publisher.publish_all(&messages, runtime.settings.publish_window).await.map_err(
@@ -344,7 +320,7 @@ async fn split_document(
                     e.to_string(),
                 )
             };
-            ("fan_out", error)
+            PhaseFailure::new("fan_out", error)
         },
     )?;
     tracing::info!(pages = page_count, "document split");

@@ -32,10 +32,10 @@ use topology::WebhookSettings;
 use super::Error;
 use super::claim_check::read_result;
 use super::publish::{Outgoing, Publisher};
-use super::worker::Shutdown;
 use crate::blobs::BlobStore;
 use crate::metrics::Metrics;
 use crate::pipeline::now_ms;
+use crate::shutdown::Shutdown;
 
 /// Durable consumer of the results stream that feeds the sink.
 pub const CONSUMER: &str = "webhooks";

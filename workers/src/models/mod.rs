@@ -18,12 +18,15 @@ use rayon::prelude::*;
 use crate::error::{ErrorKind, StepError};
 use crate::page::StepMeter;
 
+/// Name of the histogram [`BATCH_SIZES`].
+pub const BATCH_SIZE_METRIC: &str = "pagestream_model_batch_size";
+
 /// Batch size of every inference, label `model`: process-wide, because the
-/// models are loaded once per process; [`crate::metrics::Metrics`] exports it.
+/// models are loaded once per process; the runtime's metrics export it.
 pub static BATCH_SIZES: LazyLock<HistogramVec> = LazyLock::new(|| {
     let buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
     let opts = HistogramOpts::new(
-        crate::metrics::names::MODEL_BATCH_SIZE,
+        BATCH_SIZE_METRIC,
         "Inputs per model inference (the first dimension of its input)",
     )
     .buckets(buckets);

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use schemas::{BBox, Region, RegionKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::StepError;
 use crate::models::prep::{Normalize, resize_linear};
 use crate::models::{Model, ModelError};
 use crate::page::{Page, StepMeter};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// The model's fixed input: 608 wide, 800 high.
@@ -25,7 +25,7 @@ const TOP_CELLS: usize = 1000;
 const NMS_CANDIDATES: usize = 200;
 
 /// Settings of layout detection.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Least class score of a region.
@@ -149,6 +149,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "layout regions (text, title, table, figure...) by the layout model",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|context, settings| {
         Ok(Box::new(DetectRegions::new(
             super::settings_of(STEP.info.name, settings)?,

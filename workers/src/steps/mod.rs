@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod layout;
 pub mod ocr;
 pub mod preprocess;
+pub mod reference;
 pub mod render;
 pub mod rules;
 pub mod split;
@@ -19,6 +20,7 @@ pub mod split;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use topology::catalogue::{Catalogue, RuleKindInfo, SettingsProblem, StepInfo};
 
@@ -95,6 +97,8 @@ pub trait Step: Send + Sync {
 pub struct StepDef {
     /// Name, stage, models, settings check.
     pub info: StepInfo,
+    /// Its settings with every default, as a table.
+    pub defaults: fn() -> toml::Table,
     /// Builds the step from its settings table; `None` for the steps of the
     /// document-level stages, which the transports run themselves.
     pub build: Option<BuildStep>,
@@ -144,7 +148,7 @@ pub enum BuildError {
 
 /// A step's settings type: read from its `[steps.<name>]` table, defaults
 /// for what the table leaves out, then checked.
-pub trait StepSettings: DeserializeOwned + Default {
+pub trait StepSettings: DeserializeOwned + Serialize + Default {
     /// What is wrong with the values read, if anything.
     fn check(&self) -> Result<(), SettingsProblem> {
         Ok(())
@@ -165,6 +169,11 @@ pub fn check_settings<S: StepSettings>(table: &toml::Table) -> Result<(), Settin
     read_settings::<S>(table).map(drop)
 }
 
+/// The defaults of settings `S`, as the table that would spell them out.
+pub fn defaults_of<S: StepSettings>() -> toml::Table {
+    toml::Table::try_from(S::default()).unwrap_or_default()
+}
+
 /// Reads settings `S` of step `step` while building it.
 pub fn settings_of<S: StepSettings>(step: &str, table: &toml::Table) -> Result<S, BuildError> {
     read_settings(table).map_err(|problem| BuildError::Settings {
@@ -177,7 +186,7 @@ pub fn settings_of<S: StepSettings>(step: &str, table: &toml::Table) -> Result<S
 }
 
 /// Settings of a step that has none: only an empty table is accepted.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoSettings {}
 
@@ -219,6 +228,7 @@ const fn document_level(name: &'static str, stage: &'static str, summary: &'stat
             settings: check_settings::<NoSettings>,
             summary,
         },
+        defaults: defaults_of::<NoSettings>,
         build: None,
     }
 }

@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use image::imageops::FilterType;
 use schemas::{DocumentKind, ErrorKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::{NoSettings, Step, StepDef, StepSettings, at_least_one, check_settings};
+use crate::steps::{
+    NoSettings, Step, StepDef, StepSettings, at_least_one, check_settings, defaults_of,
+};
 use crate::{images, pdf};
 
 /// Settings of [`Rasterize`].
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Resolution PDF pages are rasterised at.
@@ -47,6 +49,7 @@ pub const RASTERIZE: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "the page image: a PDF page rendered, an image page decoded, long side capped",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|context, settings| {
         Ok(Box::new(Rasterize {
             config: super::settings_of(RASTERIZE.info.name, settings)?,
@@ -66,6 +69,7 @@ pub const EXTRACT_TEXT: StepDef = StepDef {
         settings: check_settings::<NoSettings>,
         summary: "the PDF text layer, in pixels of the rasterised page",
     },
+    defaults: defaults_of::<NoSettings>,
     build: Some(|_, settings| {
         super::settings_of::<NoSettings>(EXTRACT_TEXT.info.name, settings)?;
         Ok(Box::new(ExtractText))

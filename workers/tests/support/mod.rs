@@ -19,11 +19,12 @@ use tempfile::TempDir;
 use workers::blobs::BlobStore;
 use workers::error::StepError;
 use workers::jetstream::publish::Publisher;
-use workers::jetstream::worker::{self, Role, Shutdown, ShutdownTrigger};
 use workers::jetstream::{self, ConnectConfig, Route, Runtime, Settings, provision};
+use workers::jetstream::{Role, worker};
 use workers::metrics::{Metrics, Readiness};
 use workers::page::{Page, StepMeter};
 use workers::pipeline::{Pipeline, Stage};
+use workers::shutdown::{Shutdown, ShutdownTrigger};
 use workers::steps::{Step, render, split};
 
 /// Tenant of the test documents.

@@ -11,16 +11,16 @@
 //! since the page result has no field for them.
 
 use schemas::{DiagnosticLevel, FieldKind, PageResult, RegionKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::diagnostic;
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of [`ClassifyPage`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Least score (0 to 1) for a class; below it the page is `other`.
@@ -57,6 +57,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "the page class (invoice, letter, form, article...) from its fields, regions and words",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|_, settings| {
         Ok(Box::new(ClassifyPage::new(super::super::settings_of(STEP.info.name, settings)?)))
     }),

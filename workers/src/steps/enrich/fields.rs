@@ -21,16 +21,16 @@ use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
 use schemas::{BBox, Diagnostic, DiagnosticLevel, Field, FieldKind, Line, PageResult};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{diagnostic, union};
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::StepInfo;
 
 /// Settings of [`ExtractFields`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Read numeric dates with slashes or dashes month first (`12/03/2026`
@@ -62,6 +62,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "IBANs, VAT ids, invoice numbers, e-mail addresses, dates, amounts; checksums verified",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|_, settings| {
         Ok(Box::new(ExtractFields::new(super::super::settings_of(STEP.info.name, settings)?)))
     }),

@@ -2,16 +2,16 @@
 //! trigram models), kept only when the detection is reliable.
 
 use schemas::{DiagnosticLevel, Language, PageResult};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::diagnostic;
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of [`DetectLanguage`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Fewest letters the page text must have for a detection.
@@ -51,6 +51,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "the page's language (ISO 639-3)",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|_, settings| {
         Ok(Box::new(DetectLanguage::new(super::super::settings_of(STEP.info.name, settings)?)))
     }),

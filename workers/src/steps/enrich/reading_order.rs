@@ -10,16 +10,16 @@
 //! bottom, and left to right within a row of text.
 
 use schemas::{BBox, PageResult, RegionKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{median, rows, union};
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of [`OrderReading`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Narrowest gutter between two columns, in median line heights.
@@ -61,6 +61,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "lines in reading order: regions, then columns, top to bottom",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|_, settings| {
         Ok(Box::new(OrderReading::new(super::super::settings_of(STEP.info.name, settings)?)))
     }),

@@ -13,16 +13,16 @@
 
 use image::RgbImage;
 use schemas::{BBox, DiagnosticLevel, Line, PageResult, RegionKind, Table, TableCell};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{centre, contains, diagnostic, ink_level, median, rows};
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::StepInfo;
 
 /// Settings of [`BuildTables`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Shortest ruling line, as a share of the page's shorter side.
@@ -78,6 +78,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "tables with cells, from ruling lines or word columns",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|_, settings| {
         Ok(Box::new(BuildTables::new(super::super::settings_of(STEP.info.name, settings)?)))
     }),

@@ -4,20 +4,20 @@
 use std::sync::Arc;
 
 use image::imageops;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{LINE_HEIGHT, write_line};
 use crate::error::StepError;
 use crate::models::Model;
 use crate::page::{Page, StepMeter};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Width of the classifier's input (crops are padded to it).
 const INPUT_WIDTH: u32 = 192;
 
 /// Settings of line classification.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Lines per inference.
@@ -57,6 +57,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "turns upside-down lines by the line classifier",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|context, settings| {
         Ok(Box::new(ClassifyLines::new(
             super::super::settings_of(STEP.info.name, settings)?,

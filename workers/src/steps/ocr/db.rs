@@ -5,12 +5,12 @@
 use image::GrayImage;
 use imageproc::contours::find_contours;
 use rayon::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Quad;
 
 /// Thresholds of the post-processing.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Params {
     /// Probability above which a pixel is text.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use image::RgbImage;
 use rayon::prelude::*;
 use schemas::BBox;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::text_layer::{self, Coverage};
 use super::{Candidate, Quad, crop, db, sort_lines};
@@ -15,11 +15,11 @@ use crate::error::StepError;
 use crate::models::Model;
 use crate::models::prep::{Normalize, resize_linear};
 use crate::page::{Page, StepMeter};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of text detection.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Pages whose longer side exceeds this are scaled down to it first
@@ -132,6 +132,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "text lines, from the text layer where it covers a region, else by the detection model",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|context, settings| {
         Ok(Box::new(DetectText::new(
             super::super::settings_of(STEP.info.name, settings)?,

@@ -4,7 +4,7 @@
 //! layer already covers) and cuts them out of the page;
 //! [`classify::ClassifyLines`] turns upside-down crops;
 //! [`recognize::RecognizeText`] reads them. The crops travel between the
-//! three steps in [`Scratch`], on the page.
+//! three steps in [`OcrScratch`], on the page.
 
 pub mod classify;
 pub mod crop;
@@ -14,32 +14,9 @@ pub mod recognize;
 pub mod text_layer;
 
 use image::RgbImage;
-use schemas::{Line, Point};
+use schemas::Line;
 
-/// A quadrilateral in pixels: tl, tr, br, bl.
-pub type Quad = [Point; 4];
-
-/// OCR state carried between the steps of the stage (never serialised).
-#[derive(Debug, Clone, Default)]
-pub struct Scratch {
-    /// Lines detected and cut out, waiting to be read, in reading order.
-    pub lines: Vec<Candidate>,
-}
-
-/// A detected text line waiting for recognition.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    /// The line's corners in page pixels.
-    pub quad: Quad,
-    /// Detection score (mean text probability inside the box).
-    pub score: f32,
-    /// The line cut out of the page, upright.
-    pub crop: RgbImage,
-    /// The crop was turned 90 degrees counter-clockwise (vertical text).
-    pub vertical: bool,
-    /// The crop was turned 180 degrees after classification.
-    pub flipped: bool,
-}
+pub use crate::page::{Candidate, OcrScratch, Quad};
 
 /// Puts lines in the reference's order: top to bottom by top-left corner,
 /// corners within 10 pixels of the previous one on the same line, then

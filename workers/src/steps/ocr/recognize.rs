@@ -7,17 +7,17 @@ use std::sync::Arc;
 use image::imageops;
 use rayon::prelude::*;
 use schemas::{BBox, Line, TextSource, Word};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Candidate, LINE_HEIGHT, Quad, axis_aligned, sort_lines, write_line};
 use crate::error::StepError;
 use crate::models::{Model, ModelError};
 use crate::page::{Page, StepMeter};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Settings of line recognition.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Lines per inference (sorted by aspect ratio, each batch padded to
@@ -156,6 +156,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "the text of each line by the recognition model",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|context, settings| {
         Ok(Box::new(RecognizeText::new(
             super::super::settings_of(STEP.info.name, settings)?,

@@ -3,12 +3,12 @@
 //! characters inside means the region is covered and is not read again.
 
 use schemas::{BBox, Line, Region, RegionKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::steps::enrich::{centre, contains};
 
 /// When the text layer covers an area.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Least non-blank text-layer characters inside an area for it to be

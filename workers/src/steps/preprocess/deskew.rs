@@ -14,12 +14,12 @@ use image::{GrayImage, Rgb, RgbImage, imageops};
 use imageproc::geometric_transformations::{Interpolation, rotate_about_center};
 use rayon::prelude::*;
 use schemas::DiagnosticLevel;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
 use crate::steps::enrich::{diagnostic, ink_level, median};
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// Step of the coarse angle search, degrees.
@@ -32,7 +32,7 @@ const MARGIN: f32 = 0.02;
 const MIN_INK: usize = 200;
 
 /// Settings of [`Deskew`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Largest skew looked for, degrees.
@@ -87,6 +87,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "straightens a page skewed by up to `max_deg` degrees",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|_, settings| {
         Ok(Box::new(Deskew::new(super::super::settings_of(STEP.info.name, settings)?)))
     }),

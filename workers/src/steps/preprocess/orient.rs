@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use image::{RgbImage, imageops};
 use schemas::DiagnosticLevel;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::StepError;
 use crate::models::prep::{Normalize, resize_lanczos4};
 use crate::models::{Model, ModelError};
 use crate::page::{Page, StepMeter};
 use crate::steps::enrich::diagnostic;
-use crate::steps::{Step, StepDef, StepSettings, check_settings};
+use crate::steps::{Step, StepDef, StepSettings, check_settings, defaults_of};
 use topology::catalogue::{SettingsProblem, StepInfo};
 
 /// The model looks at a centre crop of this size.
@@ -27,7 +27,7 @@ const SHORT_SIDE: u32 = 256;
 const MAX_ASPECT: u32 = 16;
 
 /// Settings of orientation correction.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Least probability of the winning class to turn the page.
@@ -129,6 +129,7 @@ pub const STEP: StepDef = StepDef {
         settings: check_settings::<Config>,
         summary: "turns the page upright (0, 90, 180, 270 degrees) by the orientation model",
     },
+    defaults: defaults_of::<Config>,
     build: Some(|context, settings| {
         Ok(Box::new(Orient::new(
             super::super::settings_of(STEP.info.name, settings)?,

@@ -10,7 +10,7 @@
 
 use regex::Regex;
 use schemas::{DiagnosticLevel, Field, FieldKind, PageResult};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use topology::catalogue::{RuleKindInfo, SettingsProblem};
 
 use super::{Normalize, Validator, check_name, compile, normalize};
@@ -32,7 +32,7 @@ pub const KIND: RuleKindDef = RuleKindDef {
 };
 
 /// Settings of an `extract` rule step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The name of the fields found; the step's name when absent.

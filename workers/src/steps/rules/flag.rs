@@ -12,7 +12,7 @@
 
 use regex::Regex;
 use schemas::PageResult;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use topology::catalogue::{RuleKindInfo, SettingsProblem};
 
 use super::{Level, check_name, compile};
@@ -34,7 +34,7 @@ pub const KIND: RuleKindDef = RuleKindDef {
 
 /// Settings of a `flag` rule step: conditions (at least one; all must
 /// hold) and what happens then.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// A regular expression some line of the page matches.

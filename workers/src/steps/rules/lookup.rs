@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use schemas::{DiagnosticLevel, Field, FieldKind, PageResult};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use topology::catalogue::{RuleKindInfo, SettingsProblem};
 
 use super::check_name;
@@ -42,7 +42,7 @@ pub const KIND: RuleKindDef = RuleKindDef {
 };
 
 /// What a value missing from the table does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnMissing {
     /// Nothing.
@@ -53,7 +53,7 @@ pub enum OnMissing {
 }
 
 /// Settings of a `lookup` rule step.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The fields looked up: those of this name (a built-in kind such as

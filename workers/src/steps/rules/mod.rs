@@ -16,7 +16,7 @@ pub mod lookup;
 
 use regex::{Regex, RegexBuilder};
 use schemas::DiagnosticLevel;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use topology::catalogue::SettingsProblem;
 
 use crate::steps::enrich::fields::{is_valid_iban, is_valid_luhn, is_valid_vat_id};
@@ -46,7 +46,7 @@ fn check_name(key: &str, name: &str) -> Result<(), SettingsProblem> {
 }
 
 /// One normalisation of a found value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalize {
     /// Leading and trailing white space removed.
@@ -82,7 +82,7 @@ fn normalize(value: &str, steps: &[Normalize]) -> String {
 }
 
 /// A checksum a found value must pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Validator {
     /// An IBAN: country, length and MOD 97-10 checksum.
@@ -113,7 +113,7 @@ impl Validator {
 
 /// A diagnostic's level, as a rule names it (strictly: a typo is an error,
 /// not the most severe level as on the wire).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// For the record.
