@@ -365,26 +365,17 @@ fn cpu_cores(samples: &[crate::record::Sample]) -> BTreeMap<String, Cpu> {
 mod tests {
     use super::*;
     use crate::record::Offered;
-    use schemas::{DocumentResult, DocumentStatus, PageResult};
+    use schemas::{DocumentResult, PageResult};
 
     fn result(doc_id: &str, pages: u32) -> DocumentResult {
         DocumentResult {
-            doc_id: doc_id.into(),
-            tenant: "t".into(),
-            file_name: None,
-            kind: None,
             sha256: doc_id.into(),
             size: 1,
-            status: DocumentStatus::Complete,
             page_count: pages,
             pages: (0..pages)
                 .map(|i| PageResult { page_index: i, ..PageResult::default() })
                 .collect(),
-            failures: Vec::new(),
-            class: None,
-            submitted_at_ms: 0,
-            completed_at_ms: 0,
-            full_result: None,
+            ..DocumentResult::new(doc_id, "t", 0)
         }
     }
 

@@ -11,8 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+use pages::steps::split;
 use schemas::DocumentKind;
-use workers::steps::split;
 
 use crate::scenario::{Mix, Random};
 
@@ -147,8 +147,8 @@ mod tests {
 
     fn corpus() -> Corpus {
         let home =
-            workers::home::Home::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.pagestream"));
-        workers::pdf::init(&home.pdfium_lib()).unwrap();
+            pages::home::Home::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.pagestream"));
+        pages::pdf::init(&home.pdfium_lib()).unwrap();
         Corpus::load(&[samples_dir()], &split::Config::default()).unwrap()
     }
 

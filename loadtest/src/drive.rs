@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use async_nats::jetstream::Context;
 use futures::StreamExt;
+use runtime::blobs::{BlobStore, sha256_hex};
+use runtime::jetstream::claim_check::read_result;
+use runtime::jetstream::lag::LagReader;
+use runtime::jetstream::publish::Publisher;
+use runtime::jetstream::submit::submit;
+use runtime::jetstream::{Route, context};
+use runtime::metrics::{names, scrape, sum};
 use schemas::subjects::PREFIX;
 use schemas::{DeadLetter, Event, EventBody};
 use tokio::sync::Semaphore;
-use workers::blobs::{BlobStore, sha256_hex};
-use workers::jetstream::claim_check::read_result;
-use workers::jetstream::lag::LagReader;
-use workers::jetstream::publish::Publisher;
-use workers::jetstream::submit::submit;
-use workers::jetstream::{Route, context};
-use workers::metrics::{names, scrape, sum};
 
 use crate::corpus::{Corpus, Sample};
 use crate::record::{Offered, Recorder, Recording, Sample as Probe};
@@ -63,7 +63,7 @@ pub struct MetricsEndpoint {
 /// How a JetStream run reaches the pipeline.
 #[derive(Debug, Clone)]
 pub struct JetStreamTarget {
-    pub connect: workers::jetstream::ConnectConfig,
+    pub connect: runtime::jetstream::ConnectConfig,
     pub store: String,
     pub tenant: String,
     pub topology: topology::Pipeline,
@@ -80,7 +80,7 @@ pub async fn jetstream(
     target: &JetStreamTarget,
     run_id: &str,
 ) -> anyhow::Result<Recording> {
-    let client = workers::jetstream::connect(&target.connect).await?;
+    let client = runtime::jetstream::connect(&target.connect).await?;
     let js = context(client.clone());
     let blobs = BlobStore::open(&target.store)?;
     let tenant = target.tenant.as_str();
@@ -205,7 +205,7 @@ async fn sample_jetstream(
 pub fn embedded(
     scenario: &Scenario,
     corpus: &Corpus,
-    pipeline: &workers::pipeline::Pipeline,
+    pipeline: &pages::pipeline::Pipeline,
     run_id: &str,
 ) -> Recording {
     let recorder = Recorder::new();
@@ -215,14 +215,14 @@ pub fn embedded(
         std::thread::sleep(wait);
         let (doc_id, bytes) = offer(&recorder, sample, run_id, n, due);
         recorder.accepted(&doc_id);
-        workers::embedded::InputDocument { name: sample.name(), bytes }
+        runtime::embedded::InputDocument { name: sample.name(), bytes }
     });
     let sampling = std::sync::atomic::AtomicBool::new(true);
     std::thread::scope(|scope| {
         scope.spawn(|| {
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                let rss = workers::metrics::resident_bytes().unwrap_or(0);
-                let cpu = workers::metrics::cpu_seconds().unwrap_or(0.0);
+                let rss = runtime::metrics::resident_bytes().unwrap_or(0);
+                let cpu = runtime::metrics::cpu_seconds().unwrap_or(0.0);
                 recorder.sample(Probe {
                     rss: vec![("embedded".into(), rss)],
                     cpu_seconds: vec![("embedded".into(), cpu)],
@@ -232,8 +232,8 @@ pub fn embedded(
             }
         });
         let options =
-            workers::embedded::Options { tenant: "loadtest".into(), ..Default::default() };
-        workers::embedded::run(
+            runtime::embedded::Options { tenant: "loadtest".into(), ..Default::default() };
+        runtime::embedded::run(
             pipeline,
             documents,
             &options,

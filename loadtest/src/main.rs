@@ -13,8 +13,8 @@ use loadtest::drive::{self, JetStreamTarget, MetricsEndpoint};
 use loadtest::report;
 use loadtest::scenario::Scenario;
 use loadtest::spawn::{Spawned, Workers, sibling_binary};
-use workers::home::Home;
-use workers::jetstream::ConnectConfig;
+use pages::home::Home;
+use runtime::jetstream::ConnectConfig;
 
 /// Offer a scenario's load to a pagestream pipeline and report latency,
 /// throughput, memory and loss.
@@ -109,12 +109,12 @@ fn machine(cores: usize) -> String {
 fn run(args: Args) -> anyhow::Result<bool> {
     let scenario = Scenario::load(&args.scenario)?;
     let topology = match &args.topology {
-        Some(path) => topology::Pipeline::load(path, workers::steps::catalogue()),
-        None => topology::Pipeline::embedded(workers::steps::catalogue()),
+        Some(path) => topology::Pipeline::load(path, pages::steps::catalogue()),
+        None => topology::Pipeline::embedded(pages::steps::catalogue()),
     }
     .map_err(|errors| anyhow::anyhow!("invalid topology: {errors:?}"))?;
     let home = Home::new(&args.home);
-    workers::pdf::init(&home.pdfium_lib())?;
+    pages::pdf::init(&home.pdfium_lib())?;
     let dirs =
         if args.corpus.is_empty() { vec![PathBuf::from("samples")] } else { args.corpus.clone() };
     let corpus = Corpus::load(&dirs, &topology.limits().into())?;
@@ -125,7 +125,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let run_id = format!("{}-{started}", scenario.name);
 
     let (recording, target) = if args.embedded {
-        let pipeline = workers::registry::build(&topology, &home)?;
+        let pipeline = pages::registry::build(&topology, &home)?;
         (drive::embedded(&scenario, &corpus, &pipeline, &run_id), "embedded transport".to_string())
     } else {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

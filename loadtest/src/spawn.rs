@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use workers::jetstream::{ConnectConfig, Route, provision};
+use runtime::jetstream::{ConnectConfig, Route, provision};
 
 use crate::drive::MetricsEndpoint;
 
@@ -93,7 +93,7 @@ impl Spawned {
             name: "pagestream-loadtest".into(),
             ..Default::default()
         };
-        let js = workers::jetstream::context(workers::jetstream::connect(&config).await?);
+        let js = runtime::jetstream::context(runtime::jetstream::connect(&config).await?);
         let plan = provision::plan(topology, &Route::from_topology(topology));
         provision::apply(&js, &plan, false).await?;
 

@@ -153,6 +153,29 @@ pub struct DocumentResult {
 }
 
 impl DocumentResult {
+    /// The result of document `doc_id` of `tenant`, submitted at
+    /// `submitted_at_ms`, before anything is known of it: no pages, no
+    /// failures, status complete, not completed. Callers set the rest with
+    /// struct update syntax.
+    pub fn new(doc_id: impl Into<String>, tenant: impl Into<String>, submitted_at_ms: u64) -> Self {
+        DocumentResult {
+            doc_id: doc_id.into(),
+            tenant: tenant.into(),
+            file_name: None,
+            kind: None,
+            sha256: String::new(),
+            size: 0,
+            status: DocumentStatus::Complete,
+            page_count: 0,
+            pages: Vec::new(),
+            failures: Vec::new(),
+            class: None,
+            submitted_at_ms,
+            completed_at_ms: 0,
+            full_result: None,
+        }
+    }
+
     /// Whether this message stands for a result stored elsewhere
     /// ([`DocumentResult::full_result`]).
     pub fn is_claim_check(&self) -> bool {

@@ -69,6 +69,40 @@ pub struct FailureRecord {
     pub at_ms: u64,
 }
 
+impl FailureRecord {
+    /// A failure of `step` in `stage` for document `doc_id` as a whole,
+    /// after one attempt, recorded now; see [`Self::on_page`] and
+    /// [`Self::after`].
+    pub fn new(
+        doc_id: impl Into<String>,
+        stage: impl Into<String>,
+        step: impl Into<String>,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        FailureRecord {
+            doc_id: doc_id.into(),
+            page_index: None,
+            stage: stage.into(),
+            step: step.into(),
+            kind,
+            message: message.into(),
+            attempts: 1,
+            at_ms: crate::now_ms(),
+        }
+    }
+
+    /// The same failure, of page `page_index`.
+    pub fn on_page(self, page_index: u32) -> Self {
+        FailureRecord { page_index: Some(page_index), ..self }
+    }
+
+    /// The same failure, after `attempts` deliveries.
+    pub fn after(self, attempts: u32) -> Self {
+        FailureRecord { attempts, ..self }
+    }
+}
+
 impl Message for FailureRecord {
     const KIND: &'static str = "failure_record";
 }

@@ -10,16 +10,15 @@
 //! ```
 //! use schemas::{CodecError, ErrorKind, FailureRecord, PageResult, decode, encode};
 //!
-//! let failure = FailureRecord {
-//!     doc_id: "064b6618".into(),
-//!     page_index: Some(2),
-//!     stage: "ocr".into(),
-//!     step: "recognize".into(),
-//!     kind: ErrorKind::Timeout,
-//!     message: "recognition took longer than 30 s".into(),
-//!     attempts: 5,
-//!     at_ms: 1_767_225_661_250,
-//! };
+//! let failure = FailureRecord::new(
+//!     "064b6618",
+//!     "ocr",
+//!     "recognize_text",
+//!     ErrorKind::Timeout,
+//!     "recognition took longer than 30 s",
+//! )
+//! .on_page(2)
+//! .after(5);
 //! let bytes = encode(&failure)?;
 //! assert_eq!(decode::<FailureRecord>(&bytes)?, failure);
 //! assert!(matches!(decode::<PageResult>(&bytes), Err(CodecError::WrongKind { .. })));
@@ -47,3 +46,10 @@ pub use page::{
     Word,
 };
 pub use state::{DocumentState, Finished, PageState};
+
+/// Milliseconds since the Unix epoch, the clock of every `*_ms` field.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}

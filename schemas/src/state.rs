@@ -88,8 +88,6 @@ impl DocumentState {
         completed_at_ms: u64,
     ) -> DocumentResult {
         DocumentResult {
-            doc_id: self.doc_id.clone(),
-            tenant: self.tenant.clone(),
             file_name: self.file_name.clone(),
             kind: self.kind,
             sha256: self.sha256.clone(),
@@ -98,10 +96,8 @@ impl DocumentState {
             page_count: self.pages.len() as u32,
             pages,
             failures: self.failures.clone(),
-            class: None,
-            submitted_at_ms: self.submitted_at_ms,
             completed_at_ms,
-            full_result: None,
+            ..DocumentResult::new(&self.doc_id, &self.tenant, self.submitted_at_ms)
         }
     }
 }

@@ -18,11 +18,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use image::RgbImage;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use pages::page::{Page, StepMeter};
+use pages::steps::{Step, render};
+use runtime::jetstream::payload;
 use schemas::{DocumentKind, DocumentSource, PageTask};
 use support::{Cluster, ConsumerOptions, sample, topology_text};
-use workers::jetstream::payload;
-use workers::page::{Page, StepMeter};
-use workers::steps::{Step, render};
 
 const INLINE_MAX: usize = 256 << 10;
 
@@ -102,11 +102,11 @@ impl Format {
 
 /// Report page 1 rendered as the render stage does.
 fn digital_page() -> RgbImage {
-    workers::pdf::init(&workers::home::Home::locate(Some(&support::home())).pdfium_lib())
+    pages::pdf::init(&pages::home::Home::locate(Some(&support::home())).pdfium_lib())
         .expect("run ./setup");
     let bytes = std::fs::read(sample("report.pdf")).unwrap();
     let task = PageTask {
-        doc_id: workers::blobs::sha256_hex(&bytes),
+        doc_id: runtime::blobs::sha256_hex(&bytes),
         tenant: "bench".into(),
         page_index: 0,
         page_count: 2,

@@ -16,18 +16,18 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use pages::error::StepError;
+use pages::page::{Page, StepMeter};
+use pages::pipeline::{Pipeline, Stage};
+use pages::steps::{Step, split};
+use runtime::embedded::{self, InputDocument};
+use runtime::jetstream::publish::{Outgoing, Publisher};
+use runtime::jetstream::{Settings, page_msg_id};
 use schemas::subjects::STREAM_WORK;
 use schemas::{
     BBox, DocumentKind, DocumentSource, Line, PagePayload, PageResult, PageTask, TextSource,
 };
 use support::{Cluster, ConsumerOptions, letter_tiles, sample, topology_text};
-use workers::embedded::{self, InputDocument};
-use workers::error::StepError;
-use workers::jetstream::publish::{Outgoing, Publisher};
-use workers::jetstream::{Settings, page_msg_id};
-use workers::page::{Page, StepMeter};
-use workers::pipeline::{Pipeline, Stage};
-use workers::steps::{Step, split};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -210,7 +210,7 @@ fn main() {
         .collect();
     let text = topology::EMBEDDED;
     let topology =
-        topology::Pipeline::from_str(text, "pipeline.toml", workers::steps::catalogue()).unwrap();
+        topology::Pipeline::from_str(text, "pipeline.toml", pages::steps::catalogue()).unwrap();
     let hops_per_page = topology.stages().len() - 1;
     let embedded = embedded_rate(&no_op_pipeline(&topology, 4), &tiles, pages);
     let jetstream =
@@ -232,10 +232,10 @@ fn main() {
         .map(|name| (name.to_string(), std::fs::read(sample(name)).unwrap()))
         .collect();
     let pages = 7;
-    let home = workers::home::Home::new(home);
+    let home = pages::home::Home::new(home);
     let embedded =
-        embedded_rate(&workers::registry::build(&topology, &home).unwrap(), &documents, pages);
-    let pipeline = workers::registry::build(&topology, &home).unwrap();
+        embedded_rate(&pages::registry::build(&topology, &home).unwrap(), &documents, pages);
+    let pipeline = pages::registry::build(&topology, &home).unwrap();
     let jetstream = runtime.block_on(jetstream_rate(text, pipeline, &documents, pages));
     println!("real models on samples/ ({pages} pages):");
     println!("  embedded:             {embedded:8.2} pages/s");

@@ -20,18 +20,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pages::home::Home;
+use pages::models::{ModelSpec, Models};
+use pages::page::{Page, StepMeter};
+use pages::steps::Step;
+use pages::steps::layout::DetectRegions;
+use pages::steps::ocr::{classify, detect, recognize};
+use pages::steps::preprocess::orient::Orient;
+use pages::steps::render::{ExtractText, Rasterize};
+use pages::steps::split::Splitter;
+use pages::steps::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
 use schemas::{BBox, DocumentSource, DocumentSubmission, Line};
 use serde::Deserialize;
-use workers::home::Home;
-use workers::models::{ModelSpec, Models};
-use workers::page::{Page, StepMeter};
-use workers::steps::Step;
-use workers::steps::layout::DetectRegions;
-use workers::steps::ocr::{classify, detect, recognize};
-use workers::steps::preprocess::orient::Orient;
-use workers::steps::render::{ExtractText, Rasterize};
-use workers::steps::split::Splitter;
-use workers::steps::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -183,10 +183,10 @@ impl Sample {
     }
 
     fn invoice(home: &Home) -> Sample {
-        workers::pdf::init(&home.pdfium_lib()).expect("PDFium is installed: run ./setup");
+        pages::pdf::init(&home.pdfium_lib()).expect("PDFium is installed: run ./setup");
         let bytes = std::fs::read(repo().join("samples/invoice.pdf")).expect("sample");
         let submission = DocumentSubmission {
-            doc_id: workers::embedded::doc_id(&bytes),
+            doc_id: runtime::embedded::doc_id(&bytes),
             tenant: "bench".into(),
             file_name: None,
             source: DocumentSource::Inline { bytes: Vec::new() },
@@ -239,7 +239,7 @@ fn iou(a: &BBox, b: &BBox) -> f32 {
 
 fn load(home: &Home, threads: usize, replace: &[(&str, PathBuf)]) -> Models {
     let topology =
-        topology::Pipeline::embedded(workers::steps::catalogue()).expect("embedded topology");
+        topology::Pipeline::embedded(pages::steps::catalogue()).expect("embedded topology");
     let specs: Vec<ModelSpec> = [MODEL_ORIENTATION, MODEL_LAYOUT, MODEL_DET, MODEL_CLS, MODEL_REC]
         .into_iter()
         .map(|name| {

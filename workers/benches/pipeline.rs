@@ -13,10 +13,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use pages::home::Home;
+use pages::pipeline::Pipeline;
+use runtime::embedded::{self, InputDocument, Options};
 use schemas::{DocumentResult, TextSource};
-use workers::embedded::{self, InputDocument, Options};
-use workers::home::Home;
-use workers::pipeline::Pipeline;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -48,7 +48,7 @@ fn pipeline(concurrency: u32, intra_threads: u32) -> Pipeline {
                 .find(|(derived, _)| originals && line == format!("path = \"{derived}\""));
             if let Some((_, original)) = original {
                 let bytes = std::fs::read(home.models_dir().join(original)).expect("run ./setup");
-                checksum = Some(workers::blobs::sha256_hex(&bytes));
+                checksum = Some(runtime::blobs::sha256_hex(&bytes));
                 format!("path = \"{original}\"")
             } else if line.starts_with("sha256 =") && checksum.is_some() {
                 format!("sha256 = \"{}\"", checksum.take().unwrap_or_default())
@@ -62,9 +62,9 @@ fn pipeline(concurrency: u32, intra_threads: u32) -> Pipeline {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let topology = topology::Pipeline::from_str(&text, "bench", workers::steps::catalogue())
+    let topology = topology::Pipeline::from_str(&text, "bench", pages::steps::catalogue())
         .expect("valid topology");
-    workers::registry::build(&topology, &home).expect("run ./setup")
+    pages::registry::build(&topology, &home).expect("run ./setup")
 }
 
 fn document(path: &str) -> InputDocument {

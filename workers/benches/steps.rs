@@ -20,12 +20,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use pages::error::StepError;
+use pages::home::Home;
+use pages::page::{Page, StepMeter};
+use pages::pipeline::{Pipeline, Stage};
+use pages::steps::Step;
 use schemas::DocumentSubmission;
-use workers::error::StepError;
-use workers::home::Home;
-use workers::page::{Page, StepMeter};
-use workers::pipeline::{Pipeline, Stage};
-use workers::steps::Step;
 
 /// Steps in the benchmark's topology.
 const STEPS: usize = 400;
@@ -100,7 +100,7 @@ fn pages_at_enrich(pipeline: &Pipeline, paths: &[(PathBuf, usize)]) -> Vec<Page>
     let mut pages = Vec::new();
     for (path, most) in paths {
         let bytes = Arc::new(std::fs::read(path).expect("sample document"));
-        let doc_id = workers::blobs::sha256_hex(&bytes);
+        let doc_id = runtime::blobs::sha256_hex(&bytes);
         let submission = DocumentSubmission {
             doc_id,
             tenant: "bench".into(),
@@ -130,11 +130,11 @@ fn main() {
     let table = dir.path().join("codes.csv");
     let rows: String = (0..5000).map(|i| format!("ORD-{i:05},customer {}\n", i % 97)).collect();
     std::fs::write(&table, rows).expect("table file");
-    let builtin = workers::steps::BUILTIN.len();
+    let builtin = pages::steps::BUILTIN.len();
     let text = topology_text(STEPS - builtin, &table);
 
     // the loader on the 400-step file, as `pagestream topology check` runs it
-    let catalogue = workers::steps::catalogue();
+    let catalogue = pages::steps::catalogue();
     let checks = 20;
     let started = Instant::now();
     for _ in 0..checks {
@@ -186,7 +186,7 @@ fn main() {
 
     // real pages through the 388-step enrich stage
     let home = Home::new(repo().join(".pagestream"));
-    let pipeline = workers::registry::build(&topology, &home).expect("run ./setup");
+    let pipeline = pages::registry::build(&topology, &home).expect("run ./setup");
     let samples = repo().join("samples");
     let corpus = repo().join(".pagestream/corpus/libtasn1.pdf");
     let inputs = [

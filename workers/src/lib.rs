@@ -1,22 +1,6 @@
-//! The pagestream worker runtime: stage steps, model inference, transports
-//! and the command line behind the `pagestream` binary.
+//! The `pagestream` command line: every subcommand ([`cli`]) and the
+//! Kubernetes manifests rendered from the topology ([`deploy`]), on top of
+//! the crates `pages` (page analysis) and `runtime` (transports).
 
-pub mod blobs;
 pub mod cli;
-pub mod client;
 pub mod deploy;
-pub mod embedded;
-pub mod error;
-pub mod home;
-pub mod images;
-pub mod jetstream;
-pub mod metrics;
-pub mod models;
-pub mod output;
-pub mod page;
-pub mod pdf;
-pub mod pipeline;
-pub mod registry;
-pub mod shutdown;
-pub mod steps;
-pub mod supervisor;

@@ -66,7 +66,7 @@ fn samples_are_analysed_completely() {
             }
         }
         // A Markdown file and one overlay per page were written too.
-        let stem = workers::output::stem(result);
+        let stem = runtime::output::stem(result);
         assert!(out.path().join(format!("{stem}.md")).is_file());
         for page in 1..=result.page_count {
             let overlay = format!("{}-p{page}.png", &result.doc_id[..8]);

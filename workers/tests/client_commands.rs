@@ -12,12 +12,12 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use runtime::blobs::sha256_hex;
+use runtime::jetstream::publish::{Outgoing, Publisher};
 use schemas::subjects::{STREAM_DOCS, STREAM_RESULTS};
 use schemas::{DocumentResult, DocumentStatus, ErrorKind};
 use support::{Cluster, TENANT, WorkerProcess, real_topology_text, sample};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use workers::blobs::sha256_hex;
-use workers::jetstream::publish::{Outgoing, Publisher};
 
 /// Runs `command` to its end (bounded) and returns its output.
 fn run(mut command: Command) -> Output {
@@ -352,20 +352,12 @@ fn signed_with(request: &Received, secret: &[u8]) -> bool {
 
 fn document_result(doc_id: &str) -> DocumentResult {
     DocumentResult {
-        doc_id: doc_id.into(),
-        tenant: TENANT.into(),
         file_name: Some(format!("{doc_id}.pdf")),
         kind: Some(schemas::DocumentKind::Pdf),
         sha256: doc_id.into(),
         size: 1,
-        status: DocumentStatus::Complete,
-        page_count: 0,
-        pages: Vec::new(),
-        failures: Vec::new(),
-        class: None,
-        submitted_at_ms: 1,
         completed_at_ms: 2,
-        full_result: None,
+        ..DocumentResult::new(doc_id, TENANT, 1)
     }
 }
 

@@ -8,17 +8,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use runtime::jetstream::Route;
+use runtime::jetstream::provision;
 use serde_json::Value;
 use workers::deploy::{self, Options, Scaler};
-use workers::jetstream::Route;
-use workers::jetstream::provision;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn embedded() -> topology::Pipeline {
-    topology::Pipeline::embedded(workers::steps::catalogue()).unwrap()
+    topology::Pipeline::embedded(pages::steps::catalogue()).unwrap()
 }
 
 fn scaled_object<'a>(objects: &'a [(String, Vec<Value>)], stage: &str) -> &'a Value {
@@ -86,7 +86,7 @@ fn a_changed_scaling_policy_changes_only_that_stages_scaled_object() {
     );
     assert_ne!(text, topology::EMBEDDED, "the ocr scaling table moved in the topology");
     let changed =
-        topology::Pipeline::from_str(&text, "changed.toml", workers::steps::catalogue()).unwrap();
+        topology::Pipeline::from_str(&text, "changed.toml", pages::steps::catalogue()).unwrap();
     let before = deploy::objects(&embedded(), &Options::default());
     let after = deploy::objects(&changed, &Options::default());
 

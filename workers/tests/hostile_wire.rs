@@ -13,6 +13,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use runtime::blobs::sha256_hex;
+use runtime::jetstream::Settings;
+use runtime::jetstream::claim_check::dead_letter_payload;
 use schemas::subjects::{
     STREAM_DEAD_LETTER, STREAM_EVENTS, STREAM_RESULTS, STREAM_WORK, UNROUTED_TENANT, stage_input,
     submit,
@@ -22,9 +25,6 @@ use schemas::{
     DocumentSubmission, ErrorKind, ImageEncoding, PageImage, PagePayload, PageResult, PageTask,
 };
 use support::{Cluster, ConsumerOptions, letter_tiles, render_pipeline, topology_text};
-use workers::blobs::sha256_hex;
-use workers::jetstream::Settings;
-use workers::jetstream::claim_check::dead_letter_payload;
 
 const BIG: u64 = 1 << 30;
 /// The tenant every hostile message is sent as.

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use runtime::jetstream::Settings;
+use runtime::metrics::Metrics;
 use schemas::DocumentStatus;
 use schemas::subjects::STREAM_WORK;
 use support::{
     Cluster, ConsumerOptions, Probe, TENANT, letter_tiles, render_pipeline, topology_text,
 };
-use workers::jetstream::Settings;
-use workers::metrics::Metrics;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_streams_slow_producers_down_and_nothing_is_dropped() {
@@ -41,7 +41,7 @@ async fn full_streams_slow_producers_down_and_nothing_is_dropped() {
         let (publisher, store) = (publisher.clone(), cluster.store.clone());
         submissions.spawn(async move {
             let name = format!("tile-{i}.png");
-            workers::jetstream::submit::submit(
+            runtime::jetstream::submit::submit(
                 &publisher,
                 &store,
                 TENANT,

@@ -9,18 +9,18 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use pages::error::StepError;
+use pages::page::{Page, StepMeter};
+use pages::steps::Step;
+use runtime::client::stored_result;
+use runtime::jetstream::Settings;
+use runtime::jetstream::publish::{Outgoing, Publisher};
 use schemas::subjects::submit;
 use schemas::{BBox, DocumentStatus, DocumentSubmission, ErrorKind, EventBody, Line, TextSource};
 use support::{
     Cluster, ConsumerOptions, Sleep, TENANT, WorkerProcess, letter_tiles, render_pipeline, sample,
     topology_text,
 };
-use workers::client::stored_result;
-use workers::error::StepError;
-use workers::jetstream::Settings;
-use workers::jetstream::publish::{Outgoing, Publisher};
-use workers::page::{Page, StepMeter};
-use workers::steps::Step;
 
 const BIG: u64 = 1 << 30;
 
@@ -189,7 +189,7 @@ async fn a_worker_whose_server_is_gone_says_so_and_exits_on_sigterm() {
     // A page in flight when the server goes: it cannot be acked any more.
     let publisher = Publisher::new(cluster.js.clone());
     let tile = letter_tiles(1).remove(0);
-    let submitted = workers::jetstream::submit::submit(
+    let submitted = runtime::jetstream::submit::submit(
         &publisher,
         &cluster.store,
         TENANT,

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use pages::error::StepError;
+use pages::page::{Page, StepMeter};
+use pages::steps::Step;
+use runtime::jetstream::Settings;
 use schemas::{DocumentStatus, ErrorKind, EventBody};
 use support::{Cluster, ConsumerOptions, Probe, render_pipeline, sample, topology_text};
-use workers::error::StepError;
-use workers::jetstream::Settings;
-use workers::page::{Page, StepMeter};
-use workers::steps::Step;
 
 const BIG: u64 = 1 << 30;
 
@@ -151,13 +151,13 @@ async fn poison_pages_are_dead_lettered_and_replayed() {
     // The model is fixed: replaying the retried page completes that page;
     // the document result is published again with it.
     broken.store(false, Ordering::SeqCst);
-    let listed = workers::jetstream::dlq::list(&cluster.js, 0, 10).await.unwrap();
+    let listed = runtime::jetstream::dlq::list(&cluster.js, 0, 10).await.unwrap();
     let sequence = listed
         .iter()
         .find(|e| e.letter.as_ref().unwrap().failure.page_index == Some(1))
         .unwrap()
         .sequence;
-    workers::jetstream::dlq::replay(&cluster.js, &cluster.store, &[sequence]).await.unwrap();
+    runtime::jetstream::dlq::replay(&cluster.js, &cluster.store, &[sequence]).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while cluster.results(&fax.doc_id).await.len() < 2 {
         assert!(std::time::Instant::now() < deadline, "no result after the replay");

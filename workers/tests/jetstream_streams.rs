@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use runtime::jetstream::provision::{self, Action};
+use runtime::jetstream::{Route, Settings};
 use schemas::{DocumentStatus, ErrorKind};
 use support::{Cluster, ConsumerOptions, Probe, TENANT, render_pipeline, sample, topology_text};
-use workers::jetstream::provision::{self, Action};
-use workers::jetstream::{Route, Settings};
 
 const BIG: u64 = 1 << 30;
 
@@ -57,7 +57,7 @@ async fn streams_apply_is_idempotent_and_shows_what_changes() {
     let changed = topology::Pipeline::from_str(
         &topology_text(&options, BIG, 1 << 29),
         "t",
-        workers::steps::catalogue(),
+        pages::steps::catalogue(),
     )
     .unwrap();
     let plan = provision::plan(&changed, &Route::from_topology(&changed));

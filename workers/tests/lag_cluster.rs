@@ -12,11 +12,11 @@ use async_nats::jetstream::consumer;
 use async_nats::jetstream::context::Context;
 use async_nats::jetstream::response::Response;
 use futures::StreamExt;
+use runtime::jetstream::lag::{Lag, LagError, LagReader};
+use runtime::jetstream::{self, Route};
+use runtime::metrics::Metrics;
 use schemas::subjects::STREAM_WORK;
 use support::{ConsumerOptions, NatsCluster, TENANT, connect, metric, topology_text};
-use workers::jetstream::lag::{Lag, LagError, LagReader};
-use workers::jetstream::{self, Route};
-use workers::metrics::Metrics;
 
 const STAGE: &str = "render";
 
@@ -25,7 +25,7 @@ const STAGE: &str = "render";
 fn replicated_topology() -> topology::Pipeline {
     let consumer = ConsumerOptions { ack_wait: "10m", ..ConsumerOptions::default() };
     let text = topology_text(&consumer, 64 << 20, 64 << 20).replace("replicas = 1", "replicas = 3");
-    topology::Pipeline::from_str(&text, "pipeline.toml", workers::steps::catalogue()).unwrap()
+    topology::Pipeline::from_str(&text, "pipeline.toml", pages::steps::catalogue()).unwrap()
 }
 
 async fn consumer_info(js: &Context) -> Result<consumer::Info, String> {

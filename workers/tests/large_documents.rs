@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use runtime::client::stored_result;
 use schemas::{DocumentResult, DocumentStatus};
 use support::{Cluster, TENANT, WorkerProcess, home, real_topology_text};
-use workers::client::stored_result;
 
 const CORPUS: [(&str, u32); 3] =
     [("shared-mime-info-spec.pdf", 17), ("libtasn1.pdf", 36), ("asymptote.pdf", 196)];

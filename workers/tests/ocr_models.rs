@@ -7,20 +7,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use image::RgbImage;
+use pages::home::Home;
+use pages::models::{ModelError, ModelSpec, Models};
+use pages::page::{Page, StepMeter};
+use pages::steps::Step;
+use pages::steps::layout::DetectRegions;
+use pages::steps::ocr::classify::ClassifyLines;
+use pages::steps::ocr::detect::{self, DetectText};
+use pages::steps::ocr::recognize::{self, RecognizeText};
+use pages::steps::preprocess::orient::Orient;
+use pages::steps::render::{ExtractText, Rasterize};
+use pages::steps::split::Splitter;
+use pages::steps::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
 use schemas::{BBox, DocumentSource, DocumentSubmission, Line, RegionKind, TextSource};
 use serde::Deserialize;
-use workers::home::Home;
-use workers::models::{ModelError, ModelSpec, Models};
-use workers::page::{Page, StepMeter};
-use workers::steps::Step;
-use workers::steps::layout::DetectRegions;
-use workers::steps::ocr::classify::ClassifyLines;
-use workers::steps::ocr::detect::{self, DetectText};
-use workers::steps::ocr::recognize::{self, RecognizeText};
-use workers::steps::preprocess::orient::Orient;
-use workers::steps::render::{ExtractText, Rasterize};
-use workers::steps::split::Splitter;
-use workers::steps::{MODEL_CLS, MODEL_DET, MODEL_LAYOUT, MODEL_ORIENTATION, MODEL_REC};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -36,7 +36,7 @@ fn home() -> Home {
 
 fn specs(home: &Home, names: &[&str]) -> Vec<ModelSpec> {
     let topology =
-        topology::Pipeline::embedded(workers::steps::catalogue()).expect("embedded topology");
+        topology::Pipeline::embedded(pages::steps::catalogue()).expect("embedded topology");
     names
         .iter()
         .map(|name| {
@@ -116,10 +116,10 @@ fn run(steps: &[Box<dyn Step>], page: &mut Page) -> StepMeter {
 /// split and rendered by the render stage: image and text layer.
 fn render(path: &str) -> Page {
     let home = home();
-    workers::pdf::init(&home.pdfium_lib()).expect("PDFium is installed: run ./setup");
+    pages::pdf::init(&home.pdfium_lib()).expect("PDFium is installed: run ./setup");
     let bytes = std::fs::read(repo().join(path)).expect("sample document");
     let submission = DocumentSubmission {
-        doc_id: workers::embedded::doc_id(&bytes),
+        doc_id: runtime::embedded::doc_id(&bytes),
         tenant: "test".into(),
         file_name: None,
         source: DocumentSource::Inline { bytes: Vec::new() },
@@ -210,7 +210,7 @@ fn page_text(lines: &[Line]) -> String {
 fn detection_and_recognition_match_the_reference() {
     let golden = golden("scan-letter.json");
     let mut page = render("samples/scan-letter.png");
-    let rec_batches = workers::models::BATCH_SIZES.with_label_values(&[MODEL_REC]);
+    let rec_batches = pages::models::BATCH_SIZES.with_label_values(&[MODEL_REC]);
     let inputs_before = rec_batches.get_sample_sum();
     let meter = run(&reference_ocr_steps(), &mut page);
     assert!(!meter.inference.is_zero());

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use runtime::client::stored_result;
 use schemas::DocumentResult;
 use sha2::{Digest, Sha256};
 use support::{Cluster, TENANT, WorkerProcess, fixture, real_topology_text, sample};
-use workers::client::stored_result;
 
 /// How long the client waits for a result (`--timeout`); the whole run of
 /// the script is given a little more.

@@ -8,12 +8,12 @@
 
 mod support;
 
-use workers::home::Home;
-use workers::registry;
+use pages::home::Home;
+use pages::registry;
 
 #[test]
 fn the_catalogue_says_which_stages_read_the_document_as_the_steps_do() {
-    let topology = topology::Pipeline::embedded(workers::steps::catalogue()).unwrap();
+    let topology = topology::Pipeline::embedded(pages::steps::catalogue()).unwrap();
     let pipeline = registry::build(&topology, &Home::locate(Some(&support::home()))).unwrap();
     for stage in &pipeline.stages {
         let spec = topology.stage(&stage.name).unwrap();
@@ -26,9 +26,9 @@ fn the_catalogue_says_which_stages_read_the_document_as_the_steps_do() {
 
 #[test]
 fn every_catalogued_page_step_has_a_builder_and_no_other_does() {
-    let catalogue = workers::steps::catalogue();
-    assert_eq!(catalogue.steps.len(), workers::steps::BUILTIN.len());
-    for step in workers::steps::BUILTIN {
+    let catalogue = pages::steps::catalogue();
+    assert_eq!(catalogue.steps.len(), pages::steps::BUILTIN.len());
+    for step in pages::steps::BUILTIN {
         let page_step = topology::catalogue::is_page_stage(step.info.stage);
         assert_eq!(step.build.is_some(), page_step, "step {}", step.info.name);
         let names = catalogue.step_names(step.info.stage);
@@ -36,15 +36,15 @@ fn every_catalogued_page_step_has_a_builder_and_no_other_does() {
         assert!(step.info.after.iter().all(|before| names.contains(before)));
         (step.info.settings)(&toml::Table::new()).expect("the defaults are valid settings");
     }
-    let kinds: Vec<&str> = workers::steps::RULE_KINDS.iter().map(|kind| kind.info.name).collect();
+    let kinds: Vec<&str> = pages::steps::RULE_KINDS.iter().map(|kind| kind.info.name).collect();
     assert_eq!(catalogue.rule_kind_names(), kinds);
 }
 
 #[test]
 fn a_pool_builds_only_the_stages_it_serves() {
-    let topology = topology::Pipeline::embedded(workers::steps::catalogue()).unwrap();
+    let topology = topology::Pipeline::embedded(pages::steps::catalogue()).unwrap();
     let home = Home::locate(Some(&support::home()));
-    let names = |pipeline: &workers::pipeline::Pipeline| -> Vec<String> {
+    let names = |pipeline: &pages::pipeline::Pipeline| -> Vec<String> {
         pipeline.stages.iter().map(|s| s.name.clone()).collect()
     };
     let ocr = registry::build_stages(&topology, &home, |s| s == "ocr").unwrap();

@@ -5,12 +5,12 @@
 
 use std::path::PathBuf;
 
+use pages::home::Home;
+use pages::page::{Page, StepMeter};
+use pages::steps::Step;
+use pages::steps::render::{ExtractText, Rasterize};
+use pages::steps::split::{Config, Splitter};
 use schemas::{DocumentKind, DocumentSource, DocumentSubmission, ErrorKind, TextSource};
-use workers::home::Home;
-use workers::page::{Page, StepMeter};
-use workers::steps::Step;
-use workers::steps::render::{ExtractText, Rasterize};
-use workers::steps::split::{Config, Splitter};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -18,7 +18,7 @@ fn repo() -> PathBuf {
 
 fn init_pdfium() {
     let home = Home::new(repo().join(".pagestream"));
-    workers::pdf::init(&home.pdfium_lib()).expect("PDFium is installed: run ./setup");
+    pages::pdf::init(&home.pdfium_lib()).expect("PDFium is installed: run ./setup");
 }
 
 fn read(path: &str) -> Vec<u8> {
@@ -27,7 +27,7 @@ fn read(path: &str) -> Vec<u8> {
 
 fn submission(bytes: &[u8]) -> DocumentSubmission {
     DocumentSubmission {
-        doc_id: workers::embedded::doc_id(bytes),
+        doc_id: runtime::embedded::doc_id(bytes),
         tenant: "test".into(),
         file_name: None,
         source: DocumentSource::Inline { bytes: Vec::new() },

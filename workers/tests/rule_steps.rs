@@ -9,9 +9,9 @@
 
 mod support;
 
+use pages::home::Home;
+use runtime::embedded::{self, InputDocument, Options};
 use schemas::{DocumentResult, DocumentStatus, PageResult};
-use workers::embedded::{self, InputDocument, Options};
-use workers::home::Home;
 
 const RULES: &str = r#"
 [steps.bank_account]
@@ -60,12 +60,12 @@ fn topology_in(dir: &std::path::Path) -> topology::Pipeline {
     );
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, format!("{text}\n{RULES}")).unwrap();
-    topology::Pipeline::load(&path, workers::steps::catalogue()).unwrap()
+    topology::Pipeline::load(&path, pages::steps::catalogue()).unwrap()
 }
 
 fn analyse(topology: &topology::Pipeline, sample: &str) -> DocumentResult {
     let home = Home::locate(Some(&support::home()));
-    let pipeline = workers::registry::build(topology, &home).unwrap();
+    let pipeline = pages::registry::build(topology, &home).unwrap();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples").join(sample);
     let document = InputDocument { name: sample.into(), bytes: std::fs::read(path).unwrap() };
     let mut results = Vec::new();
@@ -126,6 +126,6 @@ fn a_rule_step_whose_table_file_is_missing_stops_the_build_with_its_name() {
     let topology = topology_in(dir.path());
     std::fs::remove_file(dir.path().join("banks.csv")).unwrap();
     let home = Home::locate(Some(&support::home()));
-    let error = workers::registry::build(&topology, &home).unwrap_err().to_string();
+    let error = pages::registry::build(&topology, &home).unwrap_err().to_string();
     assert!(error.starts_with("step `bank_name`: cannot read table file"), "{error}");
 }

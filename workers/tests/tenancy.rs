@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::context::Context;
 use async_nats::{ConnectOptions, Event, ServerError, StatusCode};
 use futures::StreamExt;
+use runtime::blobs::{BlobStore, sha256_hex};
+use runtime::client::stored_result;
+use runtime::jetstream::publish::{Outgoing, Publisher};
+use runtime::jetstream::{self, ConnectConfig, Route, provision};
 use schemas::subjects::{STREAM_DOCS, STREAM_RESULTS, event, result, submit};
-use schemas::{DocumentKind, DocumentResult, DocumentStatus, DocumentSubmission};
+use schemas::{DocumentKind, DocumentResult, DocumentSubmission};
 use tempfile::TempDir;
-use workers::blobs::{BlobStore, sha256_hex};
-use workers::client::stored_result;
-use workers::jetstream::publish::{Outgoing, Publisher};
-use workers::jetstream::{self, ConnectConfig, Route, provision};
 
 const SERVICE_PASSWORD: &str = "svcTestPassword1";
 const ACME_PASSWORD: &str = "acmeTestPassword2";
@@ -107,7 +107,7 @@ impl Tenancy {
             ..Default::default()
         };
         let service = jetstream::context(jetstream::connect(&config).await.unwrap());
-        let topology = topology::Pipeline::embedded(workers::steps::catalogue()).unwrap();
+        let topology = topology::Pipeline::embedded(pages::steps::catalogue()).unwrap();
         let plan = provision::plan(&topology, &Route::from_topology(&topology));
         provision::apply(&service, &plan, false).await.unwrap();
         let tenancy = Tenancy {
@@ -137,19 +137,11 @@ fn document_result(tenant: &str, submitted_at_ms: u64) -> DocumentResult {
     let doc_id = sha256_hex(format!("a document of {tenant}").as_bytes());
     DocumentResult {
         sha256: doc_id.clone(),
-        doc_id,
-        tenant: tenant.to_string(),
         file_name: Some(format!("{tenant}-invoice.png")),
         kind: Some(DocumentKind::Png),
         size: 1234,
-        status: DocumentStatus::Complete,
-        page_count: 0,
-        pages: Vec::new(),
-        failures: Vec::new(),
-        class: None,
-        submitted_at_ms,
         completed_at_ms: submitted_at_ms + 500,
-        full_result: None,
+        ..DocumentResult::new(doc_id, tenant, submitted_at_ms)
     }
 }
 
@@ -292,7 +284,7 @@ async fn a_tenant_submits_as_itself_and_not_as_another_tenant() {
     let submit_as = |tenant: &'static str| {
         let (publisher, blobs, bytes) = (&publisher, &blobs, bytes.clone());
         async move {
-            workers::jetstream::submit::submit(
+            runtime::jetstream::submit::submit(
                 publisher,
                 blobs,
                 tenant,

@@ -291,7 +291,7 @@ async fn start_nats_brings_a_server_up_and_down_with_the_pipeline() {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let status: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(status["stages"].as_array().unwrap().len(), 3);
-    let js = workers::jetstream::context(support::connect(&url).await);
+    let js = runtime::jetstream::context(support::connect(&url).await);
     for stream in [schemas::subjects::STREAM_DOCS, schemas::subjects::STREAM_WORK] {
         js.get_stream(stream).await.unwrap_or_else(|e| panic!("{stream}: {e}"));
     }

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
+use topology::catalogue::ENTRY_STAGE;
 
 use anyhow::Context;
 use clap::Args;
@@ -11,11 +12,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use schemas::{DocumentResult, DocumentStatus, ErrorKind, FailureRecord};
 
 use super::GlobalArgs;
-use crate::embedded::{self, InputDocument};
-use crate::home::Home;
-use crate::output::{self, Format};
-use crate::pipeline::now_ms;
-use crate::registry;
+use pages::home::Home;
+use pages::registry;
+use runtime::embedded::{self, InputDocument};
+use runtime::output::{self, Format};
+use schemas::now_ms;
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
@@ -86,7 +87,7 @@ pub fn run(global: &GlobalArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             }
         });
     let overlay_dir = args.overlay.then(|| args.out.join("overlays"));
-    let on_page = |page: &crate::page::Page| {
+    let on_page = |page: &pages::page::Page| {
         if let (Some(dir), Some(image)) = (&overlay_dir, &page.image) {
             let path = dir.join(format!(
                 "{}-p{}.png",
@@ -166,29 +167,11 @@ fn read_input(path: &Path, max_bytes: u64, tenant: &str) -> Input {
     let failed = |kind: ErrorKind, message: String| {
         let now = now_ms();
         Input::Unreadable(Box::new(DocumentResult {
-            doc_id: String::new(),
-            tenant: tenant.to_string(),
             file_name: Some(name.clone()),
-            kind: None,
-            sha256: String::new(),
-            size: 0,
             status: DocumentStatus::Failed,
-            page_count: 0,
-            pages: Vec::new(),
-            failures: vec![FailureRecord {
-                doc_id: String::new(),
-                page_index: None,
-                stage: "split".into(),
-                step: "validate".into(),
-                kind,
-                message,
-                attempts: 1,
-                at_ms: now,
-            }],
-            class: None,
-            submitted_at_ms: now,
+            failures: vec![FailureRecord::new("", ENTRY_STAGE, "validate", kind, message)],
             completed_at_ms: now,
-            full_result: None,
+            ..DocumentResult::new("", tenant, now)
         }))
     };
     // Refuse oversized files before reading them into memory.

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
 use super::worker::{block_on, connect_config};
-use crate::jetstream::{self, dlq};
+use runtime::jetstream::{self, dlq};
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {
@@ -80,7 +80,7 @@ pub fn run(global: &GlobalArgs, args: DlqArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     sequences
                 };
-                let blobs = crate::blobs::BlobStore::open(&global.store)?;
+                let blobs = runtime::blobs::BlobStore::open(&global.store)?;
                 let replayed = dlq::replay(&js, &blobs, &sequences).await?;
                 println!("{} dead letter(s) replayed", replayed.len());
             }

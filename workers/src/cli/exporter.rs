@@ -1,6 +1,6 @@
 //! `pagestream metrics-exporter`: each stage's lag as `pagestream_stage_lag`,
 //! read once for the whole deployment from the consumers' leaders (see
-//! `crate::jetstream::lag`), for a Prometheus-based scaler and the alerts.
+//! `runtime::jetstream::lag`), for a Prometheus-based scaler and the alerts.
 //! Runs as one replica; the workers do not export this metric.
 
 use std::process::ExitCode;
@@ -11,9 +11,9 @@ use clap::Args;
 
 use super::GlobalArgs;
 use super::worker::{block_on, connect_config, parse_duration, serve_metrics, wait_for_signal};
-use crate::jetstream::lag::LagReader;
-use crate::jetstream::{self, Route};
-use crate::metrics::{Metrics, Readiness};
+use runtime::jetstream::lag::LagReader;
+use runtime::jetstream::{self, Route};
+use runtime::metrics::{Metrics, Readiness};
 
 #[derive(Debug, Args)]
 pub struct ExporterArgs {

@@ -1,6 +1,6 @@
 //! `pagestream ingest SOURCE`: submit every document of a directory
 //! (recursively) or of an object-store URL, resumably (see
-//! [`crate::client::ingest`]).
+//! [`runtime::client::ingest`]).
 //!
 //! On a terminal it shows a progress bar and ends with a summary; otherwise
 //! it prints one JSON line per document and a last JSON line with the
@@ -16,11 +16,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::worker::block_on;
 use super::{Failure, GlobalArgs, check_tenant, connect_client};
-use crate::blobs::BlobStore;
-use crate::client::glob::{Filter, Glob};
-use crate::client::ingest::{self, Checkpoint, Options, Outcome, Source, Summary};
-use crate::home::Home;
-use crate::jetstream::publish::Publisher;
+use pages::home::Home;
+use runtime::blobs::BlobStore;
+use runtime::client::glob::{Filter, Glob};
+use runtime::client::ingest::{self, Checkpoint, Options, Outcome, Source, Summary};
+use runtime::jetstream::publish::Publisher;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -55,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<ExitCode> {
     let topology = super::load_topology(global)?;
     check_tenant(&topology, &args.tenant)?;
     let home = Home::locate(global.home.as_deref());
-    crate::pdf::init(&home.pdfium_lib())?;
+    pages::pdf::init(&home.pdfium_lib())?;
     let source = Source::parse(&args.source).map_err(|e| Failure::Unreadable(e.to_string()))?;
     let checkpoint_path = args.checkpoint.clone().unwrap_or_else(|| {
         Checkpoint::default_path(&home.root().join("ingest"), &args.tenant, &source)

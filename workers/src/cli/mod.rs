@@ -231,11 +231,11 @@ async fn connect_client(
     name: &str,
 ) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {
     let config = worker::connect_config(global, name, false);
-    let client = crate::jetstream::connect(&config).await.map_err(|error| match error {
-        crate::jetstream::Error::Connect { url, reason } => Failure::Unreachable { url, reason },
+    let client = runtime::jetstream::connect(&config).await.map_err(|error| match error {
+        runtime::jetstream::Error::Connect { url, reason } => Failure::Unreachable { url, reason },
         other => Failure::Unreachable { url: config.url.clone(), reason: other.to_string() },
     })?;
-    let js = crate::jetstream::context(client.clone());
+    let js = runtime::jetstream::context(client.clone());
     Ok((client, js))
 }
 
@@ -265,8 +265,8 @@ fn init_logging(global: &GlobalArgs) {
 /// Loads the topology named on the command line, or the built-in one.
 fn load_topology(global: &GlobalArgs) -> anyhow::Result<topology::Pipeline> {
     let loaded = match &global.topology {
-        Some(path) => topology::Pipeline::load(path, crate::steps::catalogue()),
-        None => topology::Pipeline::embedded(crate::steps::catalogue()),
+        Some(path) => topology::Pipeline::load(path, pages::steps::catalogue()),
+        None => topology::Pipeline::embedded(pages::steps::catalogue()),
     };
     loaded.map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();

@@ -10,9 +10,9 @@ use schemas::{DocumentResult, DocumentStatus};
 use super::submit::{ResultFormat, print_result};
 use super::worker::block_on;
 use super::{Failure, GlobalArgs, connect_client};
-use crate::blobs::{BlobError, BlobStore};
-use crate::client::stored_result;
-use crate::jetstream::assemble::export_key;
+use runtime::blobs::{BlobError, BlobStore};
+use runtime::client::stored_result;
+use runtime::jetstream::assemble::export_key;
 
 #[derive(Debug, Args)]
 pub struct ResultArgs {

@@ -7,8 +7,8 @@ use clap::Args;
 
 use super::GlobalArgs;
 use super::worker::{block_on, connect_config};
-use crate::jetstream::state::Documents;
-use crate::jetstream::{self, Error};
+use runtime::jetstream::state::Documents;
+use runtime::jetstream::{self, Error};
 use schemas::PageState;
 
 #[derive(Debug, Args)]

@@ -7,8 +7,8 @@ use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
 use super::worker::{block_on, connect_config};
-use crate::jetstream::provision::{self, Action};
-use crate::jetstream::{self, Route};
+use runtime::jetstream::provision::{self, Action};
+use runtime::jetstream::{self, Route};
 
 #[derive(Debug, Args)]
 pub struct StreamsArgs {

@@ -15,12 +15,12 @@ use schemas::{DocumentResult, DocumentStatus};
 
 use super::worker::{block_on, parse_duration};
 use super::{Failure, GlobalArgs, check_tenant, connect_client};
-use crate::blobs::BlobStore;
-use crate::client::{PrepareError, Prepared, ResultWaiter, prepare_file};
-use crate::home::Home;
-use crate::jetstream::publish::Publisher;
-use crate::jetstream::submit::submit;
-use crate::output;
+use pages::home::Home;
+use runtime::blobs::BlobStore;
+use runtime::client::{PrepareError, Prepared, ResultWaiter, prepare_file};
+use runtime::jetstream::publish::Publisher;
+use runtime::jetstream::submit::submit;
+use runtime::output;
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
@@ -71,7 +71,7 @@ pub(super) fn print_result(result: &DocumentResult, format: ResultFormat) -> any
 pub fn run(global: &GlobalArgs, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let topology = super::load_topology(global)?;
     check_tenant(&topology, &args.tenant)?;
-    crate::pdf::init(&Home::locate(global.home.as_deref()).pdfium_lib())?;
+    pages::pdf::init(&Home::locate(global.home.as_deref()).pdfium_lib())?;
     let limits = topology.limits().into();
     let prepared = args
         .files

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use crate::home::Home;
+use pages::home::Home;
 
 #[derive(Debug, Args)]
 pub struct TopologyArgs {
@@ -39,13 +39,13 @@ pub fn run(global: &GlobalArgs, args: TopologyArgs) -> anyhow::Result<ExitCode> 
             let report = topology::check(
                 file.as_deref(),
                 (!no_models).then_some(model_dir.as_path()),
-                crate::steps::catalogue(),
+                pages::steps::catalogue(),
             );
             print!("{report}");
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         TopologyCommand::Steps => {
-            print!("{}", crate::steps::reference::markdown());
+            print!("{}", pages::steps::reference::markdown());
             Ok(ExitCode::SUCCESS)
         }
     }

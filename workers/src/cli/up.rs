@@ -1,6 +1,6 @@
 //! `pagestream up`: a whole pipeline on one host. Applies the streams, then
 //! supervises one pool of worker processes per stage, scaled on the stage's
-//! lag (see `crate::supervisor`), until SIGTERM or ctrl-c, which drain every
+//! lag (see `runtime::supervisor`), until SIGTERM or ctrl-c, which drain every
 //! worker. With `--start-nats`, starts a local `nats-server -js` when none
 //! answers.
 
@@ -16,11 +16,11 @@ use clap::{Args, ValueEnum};
 
 use super::GlobalArgs;
 use super::worker::{block_on, connect_config, parse_duration, serve_metrics, wait_for_signal};
-use crate::home::Home;
-use crate::jetstream::lag::LagReader;
-use crate::jetstream::{self, Route, provision};
-use crate::metrics::{Metrics, Readiness};
-use crate::supervisor::{Options, StageStatus, Supervisor};
+use pages::home::Home;
+use runtime::jetstream::lag::LagReader;
+use runtime::jetstream::{self, Route, provision};
+use runtime::metrics::{Metrics, Readiness};
+use runtime::supervisor::{Options, StageStatus, Supervisor};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {

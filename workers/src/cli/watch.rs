@@ -15,9 +15,9 @@ use schemas::subjects::{PREFIX, tenant_of};
 
 use super::worker::block_on;
 use super::{Failure, GlobalArgs, connect_client};
-use crate::blobs::BlobStore;
-use crate::jetstream::Error;
-use crate::jetstream::claim_check::read_result;
+use runtime::blobs::BlobStore;
+use runtime::jetstream::Error;
+use runtime::jetstream::claim_check::read_result;
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {

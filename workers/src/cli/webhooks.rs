@@ -1,5 +1,5 @@
 //! `pagestream webhooks`: deliver the document results of every tenant with
-//! a webhook in the topology until SIGTERM (see [`crate::jetstream::webhook`]).
+//! a webhook in the topology until SIGTERM (see [`runtime::jetstream::webhook`]).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,11 +9,11 @@ use clap::Args;
 
 use super::GlobalArgs;
 use super::worker::{block_on, connect_config, parse_duration, serve_metrics, wait_for_signal};
-use crate::jetstream::publish::Publisher;
-use crate::jetstream::webhook::{Sink, targets};
-use crate::jetstream::{self};
-use crate::metrics::{Metrics, Readiness};
-use crate::shutdown::Shutdown;
+use runtime::jetstream::publish::Publisher;
+use runtime::jetstream::webhook::{Sink, targets};
+use runtime::jetstream::{self};
+use runtime::metrics::{Metrics, Readiness};
+use runtime::shutdown::Shutdown;
 
 #[derive(Debug, Args)]
 pub struct WebhooksArgs {
@@ -45,7 +45,7 @@ pub fn run(global: &GlobalArgs, args: WebhooksArgs) -> anyhow::Result<ExitCode> 
         let publisher = Publisher::new(js).with_metrics(Arc::clone(&metrics));
         let tenants: Vec<&String> = targets.keys().collect();
         tracing::info!(?tenants, "delivering webhooks");
-        let blobs = crate::blobs::BlobStore::open(&global.store)?;
+        let blobs = runtime::blobs::BlobStore::open(&global.store)?;
         let settings = topology.webhooks().clone();
         let sink = Arc::new(Sink::new(targets.clone(), settings, publisher, metrics, blobs)?);
         let (trigger, shutdown) = Shutdown::new();

@@ -12,14 +12,14 @@ use anyhow::Context;
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::blobs::BlobStore;
-use crate::home::Home;
-use crate::jetstream::{self, ConnectConfig, Runtime, Settings};
-use crate::jetstream::{Role, worker};
-use crate::metrics::{self, Metrics, Readiness};
-use crate::pipeline::Pipeline;
-use crate::registry;
-use crate::shutdown::Shutdown;
+use pages::home::Home;
+use pages::pipeline::Pipeline;
+use pages::registry;
+use runtime::blobs::BlobStore;
+use runtime::jetstream::{self, ConnectConfig, Runtime, Settings};
+use runtime::jetstream::{Role, worker};
+use runtime::metrics::{self, Metrics, Readiness};
+use runtime::shutdown::Shutdown;
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {

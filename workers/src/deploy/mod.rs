@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use topology::{Pipeline, Stage};
 
-use crate::jetstream::Route;
+use runtime::jetstream::Route;
 
 /// Where the rendered files go, relative to the repository root.
 pub const DEFAULT_OUT: &str = "deploy/base/generated";
@@ -269,7 +269,7 @@ fn trigger(stage: &Stage, stream: &str, consumer: &str, options: &Options) -> Va
                 "serverAddress": server_address,
                 "query": format!(
                     "max({}{{namespace=\"{}\",stage=\"{}\"}})",
-                    crate::metrics::names::STAGE_LAG,
+                    runtime::metrics::names::STAGE_LAG,
                     options.namespace,
                     stage.name()
                 ),

@@ -12,20 +12,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::Context;
+use pages::error::StepError;
+use pages::page::{Page, StepMeter};
+use pages::pipeline::{Pipeline, Stage};
+use pages::steps::{Step, render, split};
+use runtime::blobs::BlobStore;
+use runtime::jetstream::publish::Publisher;
+use runtime::jetstream::{self, ConnectConfig, Route, Runtime, Settings, provision};
+use runtime::jetstream::{Role, worker};
+use runtime::metrics::{Metrics, Readiness};
+use runtime::shutdown::{Shutdown, ShutdownTrigger};
 use schemas::DocumentState;
 use schemas::subjects::{STREAM_DEAD_LETTER, STREAM_EVENTS, STREAM_RESULTS};
 use schemas::{DeadLetter, DocumentResult, DocumentSubmission, Event, Message};
 use tempfile::TempDir;
-use workers::blobs::BlobStore;
-use workers::error::StepError;
-use workers::jetstream::publish::Publisher;
-use workers::jetstream::{self, ConnectConfig, Route, Runtime, Settings, provision};
-use workers::jetstream::{Role, worker};
-use workers::metrics::{Metrics, Readiness};
-use workers::page::{Page, StepMeter};
-use workers::pipeline::{Pipeline, Stage};
-use workers::shutdown::{Shutdown, ShutdownTrigger};
-use workers::steps::{Step, render, split};
 
 /// Tenant of the test documents.
 pub const TENANT: &str = "acme";
@@ -208,7 +208,7 @@ impl Cluster {
         let topology_file = dir.path().join("pipeline.toml");
         std::fs::write(&topology_file, text).unwrap();
         let topology =
-            topology::Pipeline::from_str(text, "pipeline.toml", workers::steps::catalogue())
+            topology::Pipeline::from_str(text, "pipeline.toml", pages::steps::catalogue())
                 .unwrap_or_else(|errors| panic!("test pipeline file is invalid: {errors:?}"));
         let store_url = format!("file://{}", dir.path().join("store").display());
         let store = BlobStore::open(&store_url).unwrap();
@@ -279,7 +279,7 @@ impl Cluster {
     /// Waits until every document is finished; panics after `limit`.
     pub async fn wait_finished(&self, doc_ids: &[String], limit: Duration) -> Vec<DocumentState> {
         let kv = self.js.get_key_value(schemas::subjects::KV_DOCUMENTS).await.unwrap();
-        let documents = workers::jetstream::state::Documents::new(kv);
+        let documents = runtime::jetstream::state::Documents::new(kv);
         let deadline = Instant::now() + limit;
         loop {
             let mut states = Vec::new();

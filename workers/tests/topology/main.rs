@@ -1,5 +1,5 @@
 //! The pipeline file as the binary loads it: the topology crate's loader
-//! with the step table of this crate (`workers::steps::catalogue()`).
+//! with the step table of this crate (`pages::steps::catalogue()`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,5 +9,5 @@ mod pipeline;
 
 /// The step table the loader checks against.
 fn steps() -> &'static topology::catalogue::Catalogue {
-    workers::steps::catalogue()
+    pages::steps::catalogue()
 }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use pages::steps::{BUILTIN, MODEL_DET};
 use topology::catalogue::{self, ENTRY_STAGE, EXIT_STAGE};
 use topology::{Limits, Pipeline, Retention, TopologyError};
-use workers::steps::{BUILTIN, MODEL_DET};
 
 use crate::steps;
 
@@ -155,7 +155,7 @@ fn the_readme_lists_the_steps_of_the_step_table() {
     let end = "<!-- steps:end -->";
     let (head, rest) = readme.split_once(begin).expect("the begin marker");
     let (listed, tail) = rest.split_once(end).expect("the end marker");
-    let generated = workers::steps::reference::markdown();
+    let generated = pages::steps::reference::markdown();
     if std::env::var_os("PAGESTREAM_UPDATE_README").is_some() {
         std::fs::write(&path, format!("{head}{begin}{generated}{end}{tail}")).unwrap();
         return;

@@ -16,12 +16,14 @@ use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use topology::catalogue::ENTRY_STAGE;
 
 use schemas::{DocumentResult, DocumentSource, DocumentStatus, DocumentSubmission, FailureRecord};
 use sha2::{Digest, Sha256};
 
-use crate::page::Page;
-use crate::pipeline::{Pipeline, complete_document, now_ms};
+use pages::page::Page;
+use pages::pipeline::{Pipeline, complete_document};
+use schemas::now_ms;
 
 /// A document to analyse.
 #[derive(Debug, Clone)]
@@ -165,20 +167,10 @@ fn split(
         submitted_at_ms,
     };
     let mut result = DocumentResult {
-        doc_id: doc_id.clone(),
-        tenant: options.tenant.clone(),
         file_name: Some(document.name),
-        kind: None,
         sha256: doc_id.clone(),
         size,
-        status: DocumentStatus::Complete,
-        page_count: 0,
-        pages: Vec::new(),
-        failures: Vec::new(),
-        class: None,
-        submitted_at_ms,
-        completed_at_ms: 0,
-        full_result: None,
+        ..DocumentResult::new(&doc_id, &options.tenant, submitted_at_ms)
     };
     match pipeline.splitter.split(&submission, &bytes, &submission.source) {
         Ok(split) => {
@@ -204,16 +196,14 @@ fn split(
         Err(failed) => {
             result.kind = failed.kind;
             result.status = DocumentStatus::Failed;
-            result.failures.push(FailureRecord {
+            let (kind, message) = (failed.error.kind, failed.error.message);
+            result.failures.push(FailureRecord::new(
                 doc_id,
-                page_index: None,
-                stage: "split".into(),
-                step: failed.step.into(),
-                kind: failed.error.kind,
-                message: failed.error.message,
-                attempts: 1,
-                at_ms: now_ms(),
-            });
+                ENTRY_STAGE,
+                failed.step,
+                kind,
+                message,
+            ));
             (result, Vec::new())
         }
     }

@@ -15,7 +15,7 @@ use schemas::{BlobRef, DocumentSource, DocumentSubmission};
 use super::Error;
 use super::publish::{Outgoing, Publisher};
 use crate::blobs::{BlobStore, document_prefix, sha256_hex};
-use crate::pipeline::now_ms;
+use schemas::now_ms;
 
 /// Why a document could not be submitted.
 #[derive(Debug, thiserror::Error)]

@@ -117,7 +117,7 @@ impl Documents {
 
     /// Marks a document cancelled.
     pub async fn cancel(&self, tenant: &str, doc_id: &str) -> Result<(), StateError> {
-        let at = crate::pipeline::now_ms().to_string();
+        let at = schemas::now_ms().to_string();
         self.kv
             .put(cancel_key(tenant, doc_id), Bytes::from(at))
             .await

@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn plan_follows_the_topology() {
-        let topology = topology::Pipeline::embedded(crate::steps::catalogue()).unwrap();
+        let topology = topology::Pipeline::embedded(pages::steps::catalogue()).unwrap();
         let route = Route::from_topology(&topology);
         let plan = plan(&topology, &route);
         let names: Vec<_> = plan.streams.iter().map(|s| s.name.as_str()).collect();

@@ -172,7 +172,7 @@ pub async fn dead_letter_payload(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use schemas::{DocumentKind, DocumentStatus, PageTask};
+    use schemas::{DocumentKind, PageTask};
 
     fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -182,22 +182,15 @@ mod tests {
 
     fn result(tenant: &str, pages: u32) -> DocumentResult {
         DocumentResult {
-            doc_id: "d1".into(),
-            tenant: tenant.into(),
-            file_name: None,
             kind: Some(DocumentKind::Pdf),
             sha256: "d1".into(),
             size: 10,
-            status: DocumentStatus::Complete,
             page_count: pages,
             pages: (0..pages)
                 .map(|page_index| PageResult { page_index, ..PageResult::default() })
                 .collect(),
-            failures: Vec::new(),
-            class: None,
-            submitted_at_ms: 7,
             completed_at_ms: 9,
-            full_result: None,
+            ..DocumentResult::new("d1", tenant, 7)
         }
     }
 

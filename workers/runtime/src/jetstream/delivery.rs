@@ -19,8 +19,8 @@ use topology::ConsumerSettings;
 use super::publish::Outgoing;
 use super::{Error, Runtime, claim_check, page_msg_id, payload};
 use crate::blobs::{key_within, tenant_prefix};
-use crate::error::{Retry, StepError};
-use crate::pipeline::now_ms;
+use pages::error::{Retry, StepError};
+use schemas::now_ms;
 
 /// Whether `id` can be a subject token and a key-value key: letters,
 /// digits, `-` and `_`, at most 128 of them.
@@ -273,16 +273,8 @@ pub(crate) async fn reject(
     runtime.metrics.failed.with_label_values(&[&delivery.stage, &kind_label, "rejected"]).inc();
     let letter = DeadLetter {
         tenant: delivery.tenant.clone().unwrap_or_else(|| UNROUTED_TENANT.to_string()),
-        failure: FailureRecord {
-            doc_id: doc_id.to_string(),
-            page_index: None,
-            stage: delivery.stage.clone(),
-            step: "receive".into(),
-            kind,
-            message: reason.to_string(),
-            attempts: delivery.attempt,
-            at_ms: now_ms(),
-        },
+        failure: FailureRecord::new(doc_id, &delivery.stage, "receive", kind, reason)
+            .after(delivery.attempt),
         subject,
         payload: delivery.message.payload.to_vec(),
         payload_blob: None,

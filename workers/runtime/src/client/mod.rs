@@ -16,9 +16,9 @@ use schemas::subjects::{STREAM_RESULTS, result as result_subject};
 use schemas::{DocumentKind, DocumentResult, ErrorKind};
 
 use crate::blobs::{BlobStore, sha256_hex};
-use crate::error::StepError;
 use crate::jetstream::{Error, claim_check};
-use crate::steps::split;
+use pages::error::StepError;
+use pages::steps::split;
 
 /// A document read and checked against the topology's limits, ready to be
 /// submitted.

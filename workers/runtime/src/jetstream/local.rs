@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use image::RgbImage;
 use schemas::PageImage;
 
-use crate::page::ReceivedImage;
+use pages::page::ReceivedImage;
 
 /// The decoded images handed on to this process's own stages.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! Stage `split` on JetStream: consumes a [`DocumentSubmission`] from the
-//! DOCS stream, splits it with the same [`crate::steps::split::Splitter`] as
+//! DOCS stream, splits it with the same [`pages::steps::split::Splitter`] as
 //! the embedded transport, records the document in the key-value bucket and
 //! fans out one page message per page.
 //!
@@ -9,6 +9,7 @@
 //! refused ("maximum bytes exceeded") until there is room again.
 
 use std::time::Duration;
+use topology::catalogue::ENTRY_STAGE;
 
 use async_nats::jetstream::Message;
 use schemas::subjects::{STREAM_WORK, event};
@@ -28,12 +29,12 @@ use super::publish::Outgoing;
 use super::state::Change;
 use super::{Error, Runtime, document_msg_id};
 use crate::blobs::{self, sha256_hex};
-use crate::error::StepError;
-use crate::pipeline::now_ms;
+use pages::error::StepError;
+use schemas::now_ms;
 
 /// One submitted document through `split`.
 pub(crate) async fn handle(runtime: &Runtime, message: Message) {
-    let delivery = Delivery::new(runtime, topology::catalogue::ENTRY_STAGE, message);
+    let delivery = Delivery::new(runtime, ENTRY_STAGE, message);
     let received = receive_submission(&delivery.message.subject, &delivery.message.payload);
     let submission = match received {
         Ok(submission) => submission,
@@ -96,16 +97,8 @@ pub(crate) fn receive_submission(
 /// `document.failed` event tells a client awaiting it why no result comes.
 async fn refuse_submission(runtime: &Runtime, delivery: &Delivery, refusal: Refusal) {
     if let (Refusal::Reject { kind, doc_id, reason }, Some(tenant)) = (&refusal, &delivery.tenant) {
-        let failure = FailureRecord {
-            doc_id: doc_id.clone(),
-            page_index: None,
-            stage: delivery.stage.clone(),
-            step: "receive".into(),
-            kind: *kind,
-            message: reason.clone(),
-            attempts: delivery.attempt,
-            at_ms: now_ms(),
-        };
+        let failure = FailureRecord::new(doc_id, &delivery.stage, "receive", *kind, reason)
+            .after(delivery.attempt);
         let message = Event {
             tenant: tenant.clone(),
             doc_id: doc_id.clone(),
@@ -133,16 +126,8 @@ fn failure_record(
     error: &StepError,
     attempts: u32,
 ) -> FailureRecord {
-    FailureRecord {
-        doc_id: submission.doc_id.clone(),
-        page_index: None,
-        stage: topology::catalogue::ENTRY_STAGE.into(),
-        step: step.into(),
-        kind: error.kind,
-        message: error.message.clone(),
-        attempts,
-        at_ms: now_ms(),
-    }
+    FailureRecord::new(&submission.doc_id, ENTRY_STAGE, step, error.kind, &error.message)
+        .after(attempts)
 }
 
 async fn split_document(
@@ -243,21 +228,13 @@ async fn split_document(
     .map_err(PhaseFailure::of("split"))?;
     let split = match split {
         Ok(split) => split,
-        Err(failed) if matches!(failed.error.retry, crate::error::Retry::After(_)) => {
+        Err(failed) if matches!(failed.error.retry, pages::error::Retry::After(_)) => {
             return Err(PhaseFailure::new(failed.step, failed.error));
         }
         Err(failed) => {
             // The document itself is bad: it is finished at once, failed.
-            let record = FailureRecord {
-                doc_id: doc_id.to_string(),
-                page_index: None,
-                stage: topology::catalogue::ENTRY_STAGE.into(),
-                step: failed.step.into(),
-                kind: failed.error.kind,
-                message: failed.error.message,
-                attempts: 1,
-                at_ms: now_ms(),
-            };
+            let (kind, message) = (failed.error.kind, failed.error.message);
+            let record = FailureRecord::new(doc_id, ENTRY_STAGE, failed.step, kind, message);
             tracing::info!(kind = ?record.kind, reason = %record.message, "document rejected");
             return finish_failed(runtime, submission, failed.kind, Some(&bytes), record, replay)
                 .await
@@ -294,7 +271,7 @@ async fn split_document(
         .map_err(state_error)?;
 
     wait_for_room(runtime).await;
-    let first = runtime.route.next(topology::catalogue::ENTRY_STAGE).name.clone();
+    let first = runtime.route.next(ENTRY_STAGE).name.clone();
     let mut timings = Some(split.timings);
     let mut messages = Vec::with_capacity(page_count);
     for task in split.tasks {
@@ -409,7 +386,7 @@ pub(crate) async fn give_up_document(
         "split",
         replay,
     );
-    publish_dead_letter(runtime, topology::catalogue::ENTRY_STAGE, &id, letter).await?;
+    publish_dead_letter(runtime, ENTRY_STAGE, &id, letter).await?;
     finish_failed(runtime, submission, None, None, record, replay).await
 }
 

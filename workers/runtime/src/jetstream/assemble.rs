@@ -29,8 +29,9 @@ use super::publish::Outgoing;
 use super::state::Change;
 use super::{Error, Runtime, claim_check, document_msg_id, page_msg_id};
 use crate::blobs::{BlobError, document_prefix};
-use crate::error::StepError;
-use crate::pipeline::{PageFailure, complete_document, now_ms};
+use pages::error::StepError;
+use pages::pipeline::{PageFailure, complete_document};
+use schemas::now_ms;
 
 /// Key of a landed page's result in the object store.
 pub fn page_result_key(tenant: &str, doc_id: &str, page_index: u32) -> String {
@@ -83,7 +84,7 @@ pub(crate) async fn handle(runtime: &Runtime, message: Message) {
             tracing::error!(error = %failure.error, "page cannot land; its document ends failed");
             let failure =
                 PageFailure { stage: EXIT_STAGE.into(), step: failure.phase, error: failure.error };
-            let record = failure.record(&crate::page::Page::new(task.clone()), delivery.attempt);
+            let record = failure.record(&pages::page::Page::new(task.clone()), delivery.attempt);
             let letter = schemas::DeadLetter {
                 tenant: task.tenant.clone(),
                 failure: record.clone(),
@@ -260,16 +261,10 @@ async fn finish(
 }
 
 fn lost_page(state: &DocumentState, page_index: u32) -> PageResult {
-    let failure = FailureRecord {
-        doc_id: state.doc_id.clone(),
-        page_index: Some(page_index),
-        stage: EXIT_STAGE.into(),
-        step: "assemble".into(),
-        kind: ErrorKind::Internal,
-        message: "the page result was lost from the object store".into(),
-        attempts: 1,
-        at_ms: now_ms(),
-    };
+    let lost = "the page result was lost from the object store";
+    let failure =
+        FailureRecord::new(&state.doc_id, EXIT_STAGE, "assemble", ErrorKind::Internal, lost)
+            .on_page(page_index);
     PageResult { page_index, failure: Some(failure), ..PageResult::default() }
 }
 
@@ -420,16 +415,14 @@ fn is_unpublishable(failure: &FailureRecord) -> bool {
 
 /// The failed result that replaces `result` when that cannot be published.
 fn unpublishable(result: &DocumentResult, error: &Error) -> DocumentResult {
-    let failure = FailureRecord {
-        doc_id: result.doc_id.clone(),
-        page_index: None,
-        stage: EXIT_STAGE.into(),
-        step: PUBLISH_RESULT.into(),
-        kind: ErrorKind::TooLarge,
-        message: format!("the document result cannot be published: {error}"),
-        attempts: 1,
-        at_ms: now_ms(),
-    };
+    let message = format!("the document result cannot be published: {error}");
+    let failure = FailureRecord::new(
+        &result.doc_id,
+        EXIT_STAGE,
+        PUBLISH_RESULT,
+        ErrorKind::TooLarge,
+        message,
+    );
     let mut failures = result.failures.clone();
     failures.insert(0, failure);
     DocumentResult {
@@ -485,37 +478,17 @@ mod tests {
         PageResult {
             page_index: index,
             class: class.map(String::from),
-            failure: failed.then(|| FailureRecord {
-                doc_id: "d".into(),
-                page_index: Some(index),
-                stage: "ocr".into(),
-                step: "recognize_text".into(),
-                kind: ErrorKind::Model,
-                message: "model failed".into(),
-                attempts: 5,
-                at_ms: 1,
+            failure: failed.then(|| {
+                FailureRecord::new("d", "ocr", "recognize_text", ErrorKind::Model, "model failed")
+                    .on_page(index)
+                    .after(5)
             }),
             ..PageResult::default()
         }
     }
 
     fn result(pages: Vec<PageResult>) -> DocumentResult {
-        DocumentResult {
-            doc_id: "d".into(),
-            tenant: "t".into(),
-            file_name: None,
-            kind: None,
-            sha256: String::new(),
-            size: 0,
-            status: DocumentStatus::Complete,
-            page_count: pages.len() as u32,
-            pages,
-            failures: Vec::new(),
-            class: None,
-            submitted_at_ms: 0,
-            completed_at_ms: 0,
-            full_result: None,
-        }
+        DocumentResult { page_count: pages.len() as u32, pages, ..DocumentResult::new("d", "t", 0) }
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub mod names {
     pub const CONSUMER_ACK_PENDING: &str = "pagestream_consumer_ack_pending";
     pub const CONSUMER_LAG: &str = "pagestream_consumer_lag";
     pub const PUBLISH_RETRIES: &str = "pagestream_publish_retries_total";
-    pub const MODEL_BATCH_SIZE: &str = crate::models::BATCH_SIZE_METRIC;
+    pub const MODEL_BATCH_SIZE: &str = pages::models::BATCH_SIZE_METRIC;
     pub const RESIDENT_BYTES: &str = "pagestream_process_resident_bytes";
     pub const CPU_SECONDS: &str = "pagestream_process_cpu_seconds_total";
     pub const DOCUMENT_SECONDS_PER_PAGE: &str = "pagestream_document_seconds_per_page";
@@ -81,7 +81,7 @@ pub struct Metrics {
     /// Publish attempts retried, label `reason` (`full` or `unavailable`).
     pub publish_retries: IntCounterVec,
     /// Inputs per model inference, label `model` (process-wide, see
-    /// [`crate::models::BATCH_SIZES`]).
+    /// [`pages::models::BATCH_SIZES`]).
     pub model_batch_sizes: HistogramVec,
     /// Resident memory of the process, read when the metrics are rendered.
     pub resident_bytes: IntGauge,
@@ -178,7 +178,7 @@ impl Metrics {
                 &["stage"],
             ),
             publish_retries: counter(PUBLISH_RETRIES, "Publish attempts retried", &["reason"]),
-            model_batch_sizes: register(&registry, Ok(crate::models::BATCH_SIZES.clone())),
+            model_batch_sizes: register(&registry, Ok(pages::models::BATCH_SIZES.clone())),
             resident_bytes: register(
                 &registry,
                 IntGauge::new(RESIDENT_BYTES, "Resident memory of the process"),
@@ -487,7 +487,7 @@ mod tests {
         metrics.observe_steps("ocr", &result);
         metrics.start_stage("ocr");
         metrics.processed.with_label_values(&["ocr"]).inc();
-        crate::models::BATCH_SIZES.with_label_values(&["metrics-test"]).observe(6.0);
+        pages::models::BATCH_SIZES.with_label_values(&["metrics-test"]).observe(6.0);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let ready = Readiness::default();

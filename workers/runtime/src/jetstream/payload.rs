@@ -20,10 +20,10 @@ use image::RgbImage;
 use schemas::{DocumentKind, DocumentSource, ErrorKind, ImageEncoding, PageImage, PagePayload};
 
 use crate::blobs::{self, BlobError, BlobStore};
-use crate::error::StepError;
-use crate::images;
-use crate::page::{Page, ReceivedImage};
-use crate::pipeline::now_ms;
+use pages::error::StepError;
+use pages::images;
+use pages::page::{Page, ReceivedImage};
+use schemas::now_ms;
 
 /// How page images and documents travel between stages.
 #[derive(Debug, Clone, PartialEq)]
@@ -312,8 +312,8 @@ pub async fn blocking<T: Send + 'static>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::error::Retry;
     use image::Rgb;
+    use pages::error::Retry;
     use schemas::{BBox, Line, PageTask, TextSource};
 
     fn task(source: DocumentSource) -> PageTask {

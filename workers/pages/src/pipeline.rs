@@ -51,16 +51,10 @@ pub struct PageFailure {
 impl PageFailure {
     /// The failure record stored in the page result and the dead-letter stream.
     pub fn record(&self, page: &Page, attempts: u32) -> FailureRecord {
-        FailureRecord {
-            doc_id: page.task.doc_id.clone(),
-            page_index: Some(page.task.page_index),
-            stage: self.stage.clone(),
-            step: self.step.clone(),
-            kind: self.error.kind,
-            message: self.error.message.clone(),
-            attempts,
-            at_ms: now_ms(),
-        }
+        let (stage, step) = (self.stage.clone(), self.step.clone());
+        FailureRecord::new(&page.task.doc_id, stage, step, self.error.kind, &self.error.message)
+            .on_page(page.task.page_index)
+            .after(attempts)
     }
 }
 
@@ -145,7 +139,7 @@ pub fn complete_document(result: &mut DocumentResult) {
         DocumentStatus::Complete
     };
     result.class = majority_class(&result.pages);
-    result.completed_at_ms = now_ms();
+    result.completed_at_ms = schemas::now_ms();
 }
 
 /// The most frequent page class (ties to the alphabetically first).
@@ -155,14 +149,6 @@ fn majority_class(pages: &[PageResult]) -> Option<String> {
         *counts.entry(class).or_default() += 1;
     }
     counts.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map(|(c, _)| c.to_string())
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -22,7 +22,6 @@ use super::delivery::{
 };
 use super::split::{give_up_document, receive_submission};
 use super::{Error, Role, Runtime};
-use crate::pipeline::now_ms;
 
 /// Queue group of the advisory listeners.
 const QUEUE_GROUP: &str = "pagestream-advisories";
@@ -93,14 +92,8 @@ async fn give_up(runtime: &Runtime, advisory: &MaxDeliveries) -> Result<(), Erro
         "message exhausted its deliveries, giving it up"
     );
     let record = |doc_id: &str, page_index: Option<u32>| FailureRecord {
-        doc_id: doc_id.to_string(),
         page_index,
-        stage: stage.to_string(),
-        step: "deliver".into(),
-        kind: ErrorKind::Timeout,
-        message: reason.clone(),
-        attempts,
-        at_ms: now_ms(),
+        ..FailureRecord::new(doc_id, stage, "deliver", ErrorKind::Timeout, &reason).after(attempts)
     };
     let subject = message.subject.as_str();
     if advisory.stream == STREAM_DOCS {
@@ -159,16 +152,8 @@ async fn rejected(
     };
     let letter = DeadLetter {
         tenant: tenant_of(subject).unwrap_or(UNROUTED_TENANT).to_string(),
-        failure: FailureRecord {
-            doc_id,
-            page_index: None,
-            stage: advisory.consumer.clone(),
-            step: "receive".into(),
-            kind,
-            message: reason,
-            attempts: u32::try_from(advisory.deliveries).unwrap_or(u32::MAX),
-            at_ms: now_ms(),
-        },
+        failure: FailureRecord::new(doc_id, &advisory.consumer, "receive", kind, reason)
+            .after(u32::try_from(advisory.deliveries).unwrap_or(u32::MAX)),
         subject: subject.to_string(),
         payload: payload.to_vec(),
         payload_blob: None,

@@ -1,5 +1,5 @@
 //! The distributed transport: every stage a pool of worker processes pulling
-//! pages from NATS JetStream, running the same [`crate::pipeline::Stage`]s as
+//! pages from NATS JetStream, running the same [`pages::pipeline::Stage`]s as
 //! the embedded transport.
 //!
 //! ```text
@@ -44,7 +44,7 @@ use topology::catalogue::{ENTRY_STAGE, EXIT_STAGE};
 
 use crate::blobs::{BlobError, BlobStore};
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
+use pages::pipeline::Pipeline;
 use payload::ImagePolicy;
 use publish::{PublishError, Publisher};
 use state::{Cancellations, Documents, StateError};
@@ -83,10 +83,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn jetstream(
-        context: impl Into<String>,
-        source: impl Into<async_nats::Error>,
-    ) -> Self {
+    /// A JetStream API error, with what was being done.
+    pub fn jetstream(context: impl Into<String>, source: impl Into<async_nats::Error>) -> Self {
         Error::JetStream { context: context.into(), error: source.into() }
     }
 }
@@ -541,7 +539,7 @@ mod tests {
 
     #[test]
     fn route_runs_split_page_stages_assemble() {
-        let topology = topology::Pipeline::embedded(crate::steps::catalogue()).unwrap();
+        let topology = topology::Pipeline::embedded(pages::steps::catalogue()).unwrap();
         let route = Route::new(&topology, ["render", "ocr", "assemble"]);
         let names: Vec<_> = route.stages().iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["split", "render", "ocr", "assemble"]);

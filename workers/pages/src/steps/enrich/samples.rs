@@ -18,7 +18,7 @@ use crate::steps::render::{ExtractText, Rasterize};
 /// Renders page 0 of `samples/{name}`, runs the enrich steps on its text
 /// layer and returns the result.
 fn enrich(name: &str) -> PageResult {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     crate::pdf::init(&Home::new(repo.join(".pagestream")).pdfium_lib())
         .expect("PDFium is installed: run ./setup");
     let task = PageTask {

@@ -248,7 +248,7 @@ fn rect(bbox: &BBox, inset: f32) -> Option<Rect> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::{DocumentKind, DocumentStatus, Line, Region, TableCell};
+    use schemas::{DocumentKind, Line, Region, TableCell};
 
     fn result() -> DocumentResult {
         let line = |text: &str, region| Line {
@@ -298,20 +298,14 @@ mod tests {
             ..PageResult::default()
         };
         DocumentResult {
-            doc_id: "0123456789abcdef".into(),
-            tenant: "local".into(),
             file_name: Some("dir/My Invoice.pdf".into()),
             kind: Some(DocumentKind::Pdf),
             sha256: "0123456789abcdef".into(),
             size: 10,
-            status: DocumentStatus::Complete,
             page_count: 1,
             pages: vec![page],
-            failures: vec![],
             class: Some("invoice".into()),
-            submitted_at_ms: 0,
-            completed_at_ms: 0,
-            full_result: None,
+            ..DocumentResult::new("0123456789abcdef", "local", 0)
         }
     }
 

@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn scanned_letter_is_turned_back() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/scan-letter.png");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/scan-letter.png");
         let image = image::open(path).unwrap().to_rgb8();
         let skew = estimate(&image, &Config::default()).unwrap();
         // The sample is turned 1.5 degrees counter-clockwise.

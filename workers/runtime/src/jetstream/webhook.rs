@@ -34,7 +34,6 @@ use super::claim_check::read_result;
 use super::publish::{Outgoing, Publisher};
 use crate::blobs::BlobStore;
 use crate::metrics::Metrics;
-use crate::pipeline::now_ms;
 use crate::shutdown::Shutdown;
 
 /// Durable consumer of the results stream that feeds the sink.
@@ -337,16 +336,8 @@ impl Sink {
         let sequence = message.info().map_or(0, |info| info.stream_sequence);
         let letter = DeadLetter {
             tenant: tenant.to_string(),
-            failure: FailureRecord {
-                doc_id: doc_id.to_string(),
-                page_index: None,
-                stage: STAGE.to_string(),
-                step: "deliver".to_string(),
-                kind: ErrorKind::Delivery,
-                message: reason,
-                attempts: u32::try_from(attempt).unwrap_or(u32::MAX),
-                at_ms: now_ms(),
-            },
+            failure: FailureRecord::new(doc_id, STAGE, "deliver", ErrorKind::Delivery, reason)
+                .after(u32::try_from(attempt).unwrap_or(u32::MAX)),
             subject: message.subject.to_string(),
             payload: message.payload.to_vec(),
             payload_blob: None,

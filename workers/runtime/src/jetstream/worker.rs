@@ -28,11 +28,12 @@ use super::delivery::{
     settle, settle_given_up,
 };
 use super::{Error, Role, Runtime, page_msg_id, payload};
-use crate::error::StepError;
 use crate::metrics::Readiness;
-use crate::page::Page;
-use crate::pipeline::{PageFailure, now_ms};
 use crate::shutdown::Shutdown;
+use pages::error::StepError;
+use pages::page::Page;
+use pages::pipeline::PageFailure;
+use schemas::now_ms;
 
 /// Serves `roles` until `shutdown`, then drains. `ready` is set while the
 /// process serves its consumers.

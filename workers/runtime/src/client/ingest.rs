@@ -24,7 +24,7 @@ use super::{PrepareError, Prepared, prepare_bytes};
 use crate::blobs::{BlobError, BlobStore, sha256_hex};
 use crate::jetstream::publish::Publisher;
 use crate::jetstream::submit::{SubmitError, submit};
-use crate::steps::split;
+use pages::steps::split;
 
 /// Why ingestion stopped before it went through the source.
 #[derive(Debug, thiserror::Error)]
