@@ -40,7 +40,8 @@ pub const MODEL_LAYOUT: &str = "layout";
 pub const MODEL_ORIENTATION: &str = "orientation";
 
 /// Every built-in step, stages in pipeline order, each stage's steps in
-/// their natural order. Adding a step: its module, and one line here.
+/// their natural order. Adding a step: its module (declared in its
+/// stage's `mod.rs`), and one line here.
 pub const BUILTIN: &[StepDef] = &[
     split::SNIFF,
     split::VALIDATE,
