@@ -121,6 +121,30 @@ fn rule_steps_extract_look_up_and_flag_on_real_documents() {
 }
 
 #[test]
+fn topology_check_reads_the_rule_steps_table_files() {
+    let dir = tempfile::tempdir().unwrap();
+    topology_in(dir.path());
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pagestream"))
+            .args(["topology", "check", "--no-models"])
+            .arg(dir.path().join("pipeline.toml"))
+            .output()
+            .unwrap()
+    };
+    let passed = check();
+    assert!(passed.status.success(), "{}", String::from_utf8_lossy(&passed.stdout));
+    std::fs::write(dir.path().join("banks.csv"), "DE89370400440532013000 Commerzbank\n").unwrap();
+    let failed = check();
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("step `bank_name`:")
+            && stdout.contains("banks.csv:1: expected `key,value`"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_rule_step_whose_table_file_is_missing_stops_the_build_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let topology = topology_in(dir.path());

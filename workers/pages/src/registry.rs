@@ -113,6 +113,24 @@ fn load_models(
     Ok(Models::load(&home.onnxruntime_lib(), &specs, 1)?)
 }
 
+/// Builds every rule step of `topology` and drops it, to find what only
+/// building shows (a lookup's table file missing or malformed) without
+/// loading models or PDFium; returns the failures, by step name.
+pub fn check_rule_steps(topology: &Topology) -> Vec<steps::BuildError> {
+    let models = Models::default();
+    let base_dir = topology.base_dir();
+    let context = BuildContext { limits: topology.limits(), models: &models, base_dir: &base_dir };
+    let rule = |kind: &str| steps::RULE_KINDS.iter().find(|rule| rule.info.name == kind);
+    topology
+        .step_tables()
+        .iter()
+        .filter_map(|(name, table)| {
+            let rule = rule(table.kind.as_deref()?)?;
+            (rule.build)(name, &context, &table.settings).err()
+        })
+        .collect()
+}
+
 /// Builds step `step` of `stage`: a built-in one from [`steps::BUILTIN`],
 /// or a rule step from its kind in [`steps::RULE_KINDS`].
 fn build_step(

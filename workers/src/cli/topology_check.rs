@@ -42,7 +42,14 @@ pub fn run(global: &GlobalArgs, args: TopologyArgs) -> anyhow::Result<ExitCode> 
                 pages::steps::catalogue(),
             );
             print!("{report}");
-            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            // What only building shows: the rule steps' files (lookup tables).
+            let unbuildable =
+                report.pipeline().map(pages::registry::check_rule_steps).unwrap_or_default();
+            for error in &unbuildable {
+                println!("  {error}");
+            }
+            let ok = report.is_ok() && unbuildable.is_empty();
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         TopologyCommand::Steps => {
             print!("{}", pages::steps::reference::markdown());
