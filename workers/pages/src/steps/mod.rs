@@ -177,13 +177,16 @@ pub fn defaults_of<S: StepSettings>() -> toml::Table {
 
 /// Reads settings `S` of step `step` while building it.
 pub fn settings_of<S: StepSettings>(step: &str, table: &toml::Table) -> Result<S, BuildError> {
-    read_settings(table).map_err(|problem| BuildError::Settings {
-        step: step.to_owned(),
-        reason: match problem.key {
-            Some(key) => format!("`{key}`: {}", problem.reason),
-            None => problem.reason,
-        },
-    })
+    read_settings(table).map_err(|problem| settings_error(step, problem))
+}
+
+/// The build error of step `step` whose settings have `problem`.
+pub fn settings_error(step: &str, problem: SettingsProblem) -> BuildError {
+    let reason = match problem.key {
+        Some(key) => format!("`{key}`: {}", problem.reason),
+        None => problem.reason,
+    };
+    BuildError::Settings { step: step.to_owned(), reason }
 }
 
 /// Settings of a step that has none: only an empty table is accepted.

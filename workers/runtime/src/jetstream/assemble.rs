@@ -10,7 +10,6 @@
 //! results stream's duplicate window is dropped; once the state says
 //! finished, late duplicates are acknowledged and ignored.
 
-use std::time::Duration;
 
 use async_nats::jetstream::Message;
 use async_nats::jetstream::publish::PublishAck;
@@ -23,7 +22,10 @@ use schemas::{
 use topology::catalogue::EXIT_STAGE;
 use tracing::Instrument;
 
-use super::delivery::{Delivery, PhaseFailure, publish_dead_letter, receive_page, refuse, settle};
+use super::delivery::{
+    Delivery, PhaseFailure, publish_dead_letter, receive_page, refuse, settle, unavailable,
+    what_failed,
+};
 use super::payload::{self, blob_error};
 use super::publish::Outgoing;
 use super::state::Change;
@@ -102,19 +104,6 @@ pub(crate) async fn handle(runtime: &Runtime, message: Message) {
     .await
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StepError {
-    StepError::retry_after(ErrorKind::Unavailable, Duration::from_secs(1), error.to_string())
-}
-
-/// What a failure to finish a document means for the page that landed last.
-fn finish_error(error: Error) -> StepError {
-    if error.is_permanent() {
-        StepError::reject(ErrorKind::Internal, error.to_string())
-    } else {
-        unavailable(error)
-    }
-}
-
 /// Stores the page's result, marks it in the document state and finishes
 /// the document when it was the last.
 async fn land(
@@ -165,18 +154,18 @@ async fn land(
         }
         Landing::Duplicate(None) => Ok(()),
         Landing::Duplicate(Some(state)) => {
-            finish(runtime, &state, replay).await.map_err(finish_error)
+            finish(runtime, &state, replay).await.map_err(|e| what_failed(&e))
         }
         Landing::Landed(state) => {
-            publish_page_done(runtime, &task, ok, replay).await.map_err(finish_error)?;
+            publish_page_done(runtime, &task, ok, replay).await.map_err(|e| what_failed(&e))?;
             if state.all_landed() {
-                finish(runtime, &state, replay).await.map_err(finish_error)?;
+                finish(runtime, &state, replay).await.map_err(|e| what_failed(&e))?;
             }
             Ok(())
         }
         Landing::Reopened(state) => {
-            publish_page_done(runtime, &task, ok, replay).await.map_err(finish_error)?;
-            reopen(runtime, &state, result, replay).await.map_err(finish_error)
+            publish_page_done(runtime, &task, ok, replay).await.map_err(|e| what_failed(&e))?;
+            reopen(runtime, &state, result, replay).await.map_err(|e| what_failed(&e))
         }
     }
 }

@@ -284,6 +284,21 @@ pub(crate) async fn reject(
     settle_given_up(delivery, recorded).await;
 }
 
+/// A failure that may pass: retried after a second.
+pub(crate) fn unavailable(error: impl std::fmt::Display) -> StepError {
+    StepError::retry_after(ErrorKind::Unavailable, Duration::from_secs(1), error.to_string())
+}
+
+/// What a failed publish or store means for the message being worked on:
+/// retried later, unless it can never succeed.
+pub(crate) fn what_failed(error: &Error) -> StepError {
+    if error.is_permanent() {
+        StepError::reject(ErrorKind::Internal, error.to_string())
+    } else {
+        unavailable(error)
+    }
+}
+
 /// Work on a message that failed: in which phase (the `step` of its
 /// failure record), and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use super::assemble::publish_result;
 use super::delivery::{
     Delivery, PhaseFailure, Refusal, decode_from, own_blob, page_message, publish_dead_letter,
-    refuse, same_tenant, settle, valid_doc_id,
+    refuse, same_tenant, settle, unavailable, valid_doc_id,
 };
 use super::payload::{self, blob_error, blocking};
 use super::publish::Outgoing;
@@ -130,6 +130,11 @@ fn failure_record(
         .after(attempts)
 }
 
+/// The document's state or its failure could not be recorded: for now.
+fn recording_failed(error: impl std::fmt::Display) -> PhaseFailure {
+    PhaseFailure::new("record", unavailable(error))
+}
+
 async fn split_document(
     runtime: &Runtime,
     submission: &DocumentSubmission,
@@ -144,17 +149,7 @@ async fn split_document(
             StepError::reject(ErrorKind::UnknownTenant, message),
         ));
     }
-    let state_error = |error: super::state::StateError| {
-        PhaseFailure::new(
-            "record",
-            StepError::retry_after(
-                ErrorKind::Unavailable,
-                Duration::from_secs(1),
-                error.to_string(),
-            ),
-        )
-    };
-    let existing = runtime.documents.get(tenant, doc_id).await.map_err(state_error)?;
+    let existing = runtime.documents.get(tenant, doc_id).await.map_err(recording_failed)?;
     let same_run =
         existing.as_ref().is_some_and(|s| s.submitted_at_ms == submission.submitted_at_ms);
     match &existing {
@@ -168,23 +163,13 @@ async fn split_document(
         }
         _ => {}
     }
-    let record_error = |error: Error| {
-        PhaseFailure::new(
-            "record",
-            StepError::retry_after(
-                ErrorKind::Unavailable,
-                Duration::from_secs(1),
-                error.to_string(),
-            ),
-        )
-    };
     if runtime.cancellations.contains(tenant, doc_id) {
         tracing::info!("document cancelled before it was split");
         let error = StepError::reject(ErrorKind::Cancelled, "the document was cancelled");
         let record = failure_record(submission, "cancel", &error, 1);
         return finish_failed(runtime, submission, None, None, record, replay)
             .await
-            .map_err(record_error);
+            .map_err(recording_failed);
     }
 
     let limit = runtime.pipeline.splitter.config.max_document_bytes;
@@ -238,7 +223,7 @@ async fn split_document(
             tracing::info!(kind = ?record.kind, reason = %record.message, "document rejected");
             return finish_failed(runtime, submission, failed.kind, Some(&bytes), record, replay)
                 .await
-                .map_err(record_error);
+                .map_err(recording_failed);
         }
     };
 
@@ -268,7 +253,7 @@ async fn split_document(
             _ => Change::Write(state.clone(), ()),
         })
         .await
-        .map_err(state_error)?;
+        .map_err(recording_failed)?;
 
     wait_for_room(runtime).await;
     let first = runtime.route.next(ENTRY_STAGE).name.clone();

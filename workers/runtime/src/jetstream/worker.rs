@@ -25,7 +25,7 @@ use tracing::Instrument;
 
 use super::delivery::{
     Delivery, PhaseFailure, document_finished, forward_failed, page_message, receive_page, refuse,
-    settle, settle_given_up,
+    settle, settle_given_up, what_failed,
 };
 use super::{Error, Role, Runtime, page_msg_id, payload};
 use crate::metrics::Readiness;
@@ -340,7 +340,7 @@ async fn handle_page(runtime: &Runtime, stage_name: &str, message: Message) {
                 error: StepError::reject(ErrorKind::Cancelled, "the document was cancelled"),
             };
             tracing::info!("document cancelled, page skipped");
-            give_up_page(runtime, &delivery, payload.task, payload.result, &failure, false).await;
+            skip_cancelled_page(runtime, &delivery, payload.task, payload.result, &failure).await;
         } else {
             let task = payload.task.clone();
             match delivery.keep_alive(process_page(runtime, &delivery, payload)).await {
@@ -443,18 +443,8 @@ async fn process_page(
     };
     sent.map_err(|error| {
         tracing::warn!(%error, doc_id = %task.doc_id, "cannot publish page");
-        failed(result_so_far, "send", send_error(&error))
+        failed(result_so_far, "send", what_failed(&error))
     })
-}
-
-/// What a failed hand-on means for the page: retried later unless it can
-/// never succeed.
-fn send_error(error: &Error) -> StepError {
-    if error.is_permanent() {
-        StepError::reject(ErrorKind::Internal, error.to_string())
-    } else {
-        StepError::retry_after(ErrorKind::Unavailable, Duration::from_secs(1), error.to_string())
-    }
 }
 
 /// A step failed: retry it later, or give the page up (dead letter, then
@@ -498,28 +488,29 @@ async fn fail_page(
     .await;
 }
 
-/// Ends a page's journey: (optionally) records it in the dead-letter
-/// stream, sends it to `assemble` marked failed, then terms the input. If a
+/// Sends the page of a cancelled document on to `assemble` marked failed
+/// (no dead letter: nothing went wrong), then terms the input. If the
 /// publish fails the input is left unacknowledged and comes back.
-async fn give_up_page(
+async fn skip_cancelled_page(
     runtime: &Runtime,
     delivery: &Delivery,
     task: PageTask,
     result: PageResult,
     failure: &PageFailure,
-    dead_letter: bool,
 ) {
     let record = failure.record(&Page::new(task.clone()), delivery.attempt);
+    let message = &delivery.message;
+    let (subject, original, replay) = (&message.subject, &message.payload, delivery.replay);
     let sent = forward_failed(
         runtime,
         &delivery.stage,
-        &delivery.message.subject,
-        &delivery.message.payload,
+        subject,
+        original,
         task,
         result,
         record,
-        delivery.replay,
-        dead_letter,
+        replay,
+        false,
     )
     .await;
     settle_given_up(delivery, sent).await;

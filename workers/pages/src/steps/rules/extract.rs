@@ -18,7 +18,9 @@ use crate::error::StepError;
 use crate::page::{Page, StepMeter};
 use crate::steps::enrich::diagnostic;
 use crate::steps::enrich::fields::span_bbox;
-use crate::steps::{RuleKindDef, Step, StepSettings, check_settings, fraction, settings_of};
+use crate::steps::{
+    RuleKindDef, Step, StepSettings, check_settings, fraction, settings_error, settings_of,
+};
 
 /// Rule kind `extract`.
 pub const KIND: RuleKindDef = RuleKindDef {
@@ -28,7 +30,10 @@ pub const KIND: RuleKindDef = RuleKindDef {
         summary: "fields found by `pattern` (a regular expression) or `words` (a word list), \
                   normalised, optionally checked by a checksum",
     },
-    build: |name, _, settings| Ok(Box::new(Extract::new(name, settings_of(name, settings)?))),
+    build: |name, _, settings| {
+        let extract = Extract::new(name, settings_of(name, settings)?);
+        Ok(Box::new(extract.map_err(|problem| settings_error(name, problem))?))
+    },
 };
 
 /// Settings of an `extract` rule step.
@@ -107,14 +112,11 @@ pub struct Extract {
 }
 
 impl Extract {
-    /// The step called `name` with its settings (already checked).
-    pub fn new(name: &str, config: Config) -> Self {
-        let matcher = config.matcher().unwrap_or_else(|_| {
-            // read_settings checked it; an unmatchable expression keeps the step harmless
-            Regex::new(r"[^\s\S]").unwrap_or_else(|_| unreachable!("a constant pattern"))
-        });
+    /// The step called `name` with its settings.
+    pub fn new(name: &str, config: Config) -> Result<Self, SettingsProblem> {
+        let matcher = config.matcher()?;
         let field = config.field.clone().unwrap_or_else(|| name.to_owned());
-        Extract { name: name.to_owned(), field, matcher, config }
+        Ok(Extract { name: name.to_owned(), field, matcher, config })
     }
 
     fn extract(&self, result: &mut PageResult) {
@@ -182,7 +184,7 @@ mod tests {
 
     fn step(toml: &str) -> Extract {
         let table: toml::Table = toml.parse().unwrap();
-        Extract::new("rule", read_settings(&table).unwrap())
+        Extract::new("rule", read_settings(&table).unwrap()).unwrap()
     }
 
     fn run(step: &Extract, lines: &[&str]) -> PageResult {

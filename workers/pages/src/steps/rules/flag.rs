@@ -19,7 +19,7 @@ use super::{Level, check_name, compile};
 use crate::error::StepError;
 use crate::page::{Page, StepMeter};
 use crate::steps::enrich::diagnostic;
-use crate::steps::{RuleKindDef, Step, StepSettings, check_settings, settings_of};
+use crate::steps::{RuleKindDef, Step, StepSettings, check_settings, settings_error, settings_of};
 
 /// Rule kind `flag`.
 pub const KIND: RuleKindDef = RuleKindDef {
@@ -29,7 +29,10 @@ pub const KIND: RuleKindDef = RuleKindDef {
         summary: "when the page's text, fields and class meet conditions: a diagnostic, \
                   and/or a class for the page",
     },
-    build: |name, _, settings| Ok(Box::new(Flag::new(name, settings_of(name, settings)?))),
+    build: |name, _, settings| {
+        let flag = Flag::new(name, settings_of(name, settings)?);
+        Ok(Box::new(flag.map_err(|problem| settings_error(name, problem))?))
+    },
 };
 
 /// Settings of a `flag` rule step: conditions (at least one; all must
@@ -88,10 +91,11 @@ pub struct Flag {
 }
 
 impl Flag {
-    /// The step called `name` with its settings (already checked).
-    pub fn new(name: &str, config: Config) -> Self {
-        let text = config.if_text.as_deref().and_then(|pattern| compile("if_text", pattern).ok());
-        Flag { name: name.to_owned(), text, config }
+    /// The step called `name` with its settings.
+    pub fn new(name: &str, config: Config) -> Result<Self, SettingsProblem> {
+        let text =
+            config.if_text.as_deref().map(|pattern| compile("if_text", pattern)).transpose()?;
+        Ok(Flag { name: name.to_owned(), text, config })
     }
 
     fn holds(&self, result: &PageResult) -> bool {
@@ -144,7 +148,7 @@ mod tests {
     use crate::steps::rules::page_of_lines;
 
     fn flag(toml: &str) -> Flag {
-        Flag::new("check", read_settings(&toml.parse().unwrap()).unwrap())
+        Flag::new("check", read_settings(&toml.parse().unwrap()).unwrap()).unwrap()
     }
 
     fn iban() -> Field {
