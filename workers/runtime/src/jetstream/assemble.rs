@@ -10,7 +10,6 @@
 //! results stream's duplicate window is dropped; once the state says
 //! finished, late duplicates are acknowledged and ignored.
 
-
 use async_nats::jetstream::Message;
 use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
